@@ -1,0 +1,150 @@
+"""Divergences and entropy of categorical distributions."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxloss import _checks
+from jaxloss._classification import neg_log_softmax
+from jaxloss._jit import loss_function
+from jaxloss._reduce import Prepared, compute_dtype, finish, prepare, sanitize
+
+
+def xlogx(p: jax.Array) -> jax.Array:
+    """p·log p with 0·log 0 = 0, and derivative 0 (not −inf) at p = 0."""
+    positive = p > 0
+    # The double where: log never sees a 0, so neither the value nor the gradient is NaN.
+    return jnp.where(positive, p * jnp.log(jnp.where(positive, p, 1)), 0)
+
+
+@loss_function
+def kl_divergence(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    log_targets: bool = False,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: str = "mean",
+    checks: bool = False,
+) -> jax.Array:
+    r"""Kullback–Leibler divergence KL(targets ‖ softmax(logits)).
+
+    $$
+    \mathrm{KL}(p \,\|\, q) = \sum_k p_k (\log p_k - \log q_k), \qquad q = \mathrm{softmax}(z)
+    $$
+
+    over ``axis``, with $0 \log 0 = 0$. Since $\mathrm{KL}(p\|q) = H(p, q) - H(p)$ and $H(p)$
+    does not depend on $q$, minimising it over the logits is minimising
+    :func:`softmax_cross_entropy`: the gradients with respect to the logits are equal.
+
+    Gradients are finite with respect to the logits and the targets wherever the value is
+    finite, targets equal to 0 included: there the derivative of $p \log p$ (one-sided
+    $-\infty$) is taken as 0, which keeps ``KL = CE − H`` true for gradients as well.
+    A ``-inf`` logit on a class with target 0 is allowed; target mass on a ``-inf`` class
+    gives ``+inf``. A negative target probability gives NaN.
+
+    Args:
+      logits: unnormalised log-probabilities of the approximation q, classes on ``axis``.
+      targets: the reference distribution p, same shape as ``logits`` (its log when
+        ``log_targets=True``).
+      axis: the class axis.
+      log_targets: whether ``targets`` holds log-probabilities.
+      where: boolean mask of the per-example shape (``logits.shape`` without ``axis``).
+      weights: per-example weights, broadcastable to the per-example shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      checks: report negative targets under ``jax.experimental.checkify``.
+
+    Returns:
+      The per-example shape for ``"none"``, else a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> p = jnp.array([0.5, 0.5, 0.0])
+      >>> logits = jnp.log(jnp.array([0.25, 0.25, 0.5]))
+      >>> round(float(jaxloss.kl_divergence(logits, p)), 4)  # log 2
+      0.6931
+
+    References:
+      Kullback and Leibler, "On Information and Sufficiency", 1951.
+    """
+    x = Prepared(
+        "logits", logits, "targets", targets, axis=axis, where=where, weights=weights,
+        reduction=reduction, labels_form="distribution",
+    )
+    neg_log_q, _ = neg_log_softmax(x.predictions)
+    if log_targets:
+        log_p = x.labels
+        p = jnp.exp(log_p)
+        valid = jnp.ones(p.shape[:-1], dtype=bool)  # every log-probability is valid
+        # A −inf log-target is p = 0: its term is 0, and its gradient exp(−inf)·(…) is 0.
+        log_p = jnp.where(p > 0, log_p, 0)
+        p_log_p = p * log_p
+    else:
+        p = x.labels
+        valid = jnp.all(p >= 0, axis=-1)
+        _checks.value_check(
+            checks, valid, "targets must be probabilities >= 0", jnp.min(p, axis=-1)
+        )
+        p_log_p = xlogx(p)
+    # A class with p = 0 contributes 0 even where its logit is −inf (log q = −inf).
+    safe_nlq = jnp.where((p == 0) & (x.predictions == -jnp.inf), 0, neg_log_q)
+    loss = jnp.sum(p_log_p + p * safe_nlq, axis=-1)
+    loss = jnp.where(valid, loss, jnp.nan)
+    return finish(loss, x.mask, x.weights, reduction)
+
+
+@loss_function
+def entropy(
+    probs: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: str = "mean",
+    checks: bool = False,
+) -> jax.Array:
+    r"""Shannon entropy H(p) = −Σ p log p of a categorical distribution, in nats.
+
+    $$
+    H(p) = -\sum_k p_k \log p_k, \qquad 0 \log 0 = 0
+    $$
+
+    The derivative at $p_k = 0$ is taken as 0 (see :func:`kl_divergence`). A negative
+    probability gives NaN.
+
+    Args:
+      probs: probabilities with classes on ``axis``.
+      axis: the class axis.
+      where: boolean mask of the per-example shape (``probs.shape`` without ``axis``).
+      weights: per-example weights, broadcastable to the per-example shape.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      checks: report negative probabilities under ``jax.experimental.checkify``.
+
+    Returns:
+      The per-example shape for ``"none"``, else a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> round(float(jaxloss.entropy(jnp.array([0.25, 0.25, 0.25, 0.25, 0.0]))), 4)  # log 4
+      1.3863
+
+    References:
+      Shannon, "A Mathematical Theory of Communication", 1948.
+    """
+    probs = _checks.as_floating("probs", probs)
+    if probs.ndim == 0:
+        raise ValueError("probs must have a class axis (rank >= 1); received a scalar.")
+    ax = _checks.axis(axis, probs.ndim, "probs")
+    example_shape = probs.shape[:ax] + probs.shape[ax + 1 :]
+    mask, weights = prepare(where, weights, example_shape, reduction)
+    p = jnp.moveaxis(sanitize(probs, mask, 0, ax).astype(compute_dtype(probs)), ax, -1)
+    valid = jnp.all(p >= 0, axis=-1)
+    _checks.value_check(checks, valid, "probs must be >= 0", jnp.min(p, axis=-1))
+    loss = jnp.where(valid, -jnp.sum(xlogx(p), axis=-1), jnp.nan)
+    return finish(loss, mask, weights, reduction)
