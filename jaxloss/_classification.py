@@ -144,10 +144,12 @@ def softmax_cross_entropy(
             label_nlq = denominators * label_nlq
         loss = label_nlq
         if smoothing:
-            uniform = jnp.ones_like(x.predictions) if class_weights is None else jnp.broadcast_to(
-                class_weights, x.predictions.shape
+            every_class = (
+                jnp.ones_like(x.predictions)
+                if class_weights is None
+                else jnp.broadcast_to(class_weights, x.predictions.shape)
             )
-            smooth = weighted_neg_log(uniform, neg_log_q, x.predictions) / num_classes
+            smooth = weighted_neg_log(every_class, neg_log_q, x.predictions) / num_classes
             # A traced smoothing of 0 must give exactly the unsmoothed loss, also at -inf logits.
             loss = jnp.where(
                 label_smoothing == 0, loss, (1 - label_smoothing) * loss + label_smoothing * smooth
@@ -160,7 +162,7 @@ def softmax_cross_entropy(
         if smoothing:
             targets = (1 - label_smoothing) * targets + label_smoothing / num_classes
         if class_weights is not None:
-            targets = targets * class_weights
+            targets = targets * jnp.broadcast_to(class_weights, targets.shape)
         loss = weighted_neg_log(targets, neg_log_q, x.predictions)
 
     if not (isinstance(z_loss, (int, float)) and z_loss == 0):

@@ -193,7 +193,7 @@ def multiclass_hinge_loss(
     )
     margin = _checks.hyperparameter(margin, x.dtype)
     s = x.predictions
-    is_label = jnp.arange(x.num_classes) == labels[..., None]
+    is_label = jax.lax.broadcasted_iota(labels.dtype, s.shape, s.ndim - 1) == labels[..., None]
     s_y = jnp.take_along_axis(s, labels[..., None], axis=-1)
     if kind == "crammer_singer":
         best_other = jnp.max(jnp.where(is_label, -jnp.inf, s), axis=-1, keepdims=True)
