@@ -31,10 +31,12 @@ def loss_function(fn: F) -> F:
     compiled computation, and a repeated call with the same shapes and options hits the cache.
     """
 
-    @functools.wraps(fn)
     def traced(static: tuple[tuple[str, type, Any], ...], dynamic: dict[str, Any]) -> jax.Array:
         return fn(**dynamic, **{name: value for name, _, value in static})
 
+    # Named after the loss so that compile logs and profiles say which loss they are about
+    # (functools.wraps would also copy fn's signature, which jax.jit would then inspect).
+    traced.__name__ = traced.__qualname__ = fn.__name__
     compiled = jax.jit(traced, static_argnums=0)
     positional = [
         p.name
@@ -50,7 +52,10 @@ def loss_function(fn: F) -> F:
                 f"({', '.join(positional)}) but {len(args)} were given; "
                 "options are keyword-only"
             )
-        kwargs.update(zip(positional, args))
+        for name, value in zip(positional, args):
+            if name in kwargs:
+                raise TypeError(f"{fn.__name__}() got multiple values for argument {name!r}")
+            kwargs[name] = value
         static, dynamic = [], {}
         for name, value in kwargs.items():
             if _is_static(value):
