@@ -220,11 +220,13 @@ def _embedded_results(name: str, text: str) -> tuple[str, set[str]]:
     used = set()
 
     def relink(match: re.Match) -> str:
+        if not (RESULTS / name / match.group(2)).is_file():
+            return match.group(0)
         used.add(match.group(2))
         return f"]({figure_uri(RESULTS / name / match.group(2))})"
 
     text = re.sub(r"^(#{1,4}) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", text, flags=re.M)
-    text = re.sub(r"\]\((\./)?([\w.-]+\.png)\)", relink, text)
+    text = re.sub(r"\]\((\./)?([\w.-]+\.\w+)\)", relink, text)
     return text.strip(), used
 
 
@@ -261,7 +263,7 @@ def gallery_page() -> str:
         if results_md.exists():
             text, used = _embedded_results(name, results_md.read_text())
             lines += [text, ""]
-        if (folder / "results.json").exists():
+        if (folder / "results.json").exists() and "results.json" not in used:
             lines += [f"The numbers as JSON: [results.json](figures/{name}/results.json).", ""]
         pngs = [p for p in figures(name) if p.name not in used]
         lines += [f"![{_caption(p)}]({figure_uri(p)})\n" for p in pngs]
@@ -345,8 +347,9 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     files.append(File.generated(config, "experiments.md", content=gallery_page()))
     for name in experiment_names():
         folder = RESULTS / name
-        extra = [folder / "results.json"] if (folder / "results.json").exists() else []
-        for path in figures(name) + extra:
+        # Every file of the results folder, so that results.md may link to any of them.
+        shown = sorted(p for p in folder.glob("*") if p.is_file() and p.name != "results.md")
+        for path in shown:
             files.append(File.generated(config, f"figures/{name}/{path.name}",
                                         abs_src_path=str(path)))
     page = benchmarks_page()
