@@ -336,7 +336,8 @@ def plot_continuous(gauss: dict[str, Any], modes: dict[str, Any], out) -> None:
     ax1.plot(xs, gaussian_pdf(xs, f["mu"], f["sigma"]), "C3--", lw=2,
              label=f"min closed-form KL: μ={f['mu']:.3f}, σ={f['sigma']:.3f}")
     ax1.set(xlabel="x", ylabel="density", title="Gaussian q fitted to a Gaussian p")
-    ax1.legend(fontsize=8)
+    ax1.set_ylim(0, 1.5 * ax1.get_ylim()[1])  # room for the legend above the curves
+    ax1.legend(fontsize=8, loc="upper left")
     grid = modes["_grid"]
     keep = (grid > -7) & (grid < 7)
     ax2.fill_between(grid[keep], np.exp(modes["_log_p"][keep]), color="0.8",
