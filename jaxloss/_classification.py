@@ -140,7 +140,8 @@ def softmax_cross_entropy(
         mask = mask & ~ignored
         label_nlq = jnp.take_along_axis(neg_log_q, labels[..., None], axis=-1)[..., 0]
         if class_weights is not None:
-            denominators = class_weights[labels]
+            # Under explicit sharding a gather must be told its output sharding: the labels'.
+            denominators = class_weights.at[labels].get(out_sharding=jax.typeof(labels).sharding)
             label_nlq = denominators * label_nlq
         loss = label_nlq
         if smoothing:
