@@ -84,7 +84,11 @@ def _global_terms_fwd(axis_name, tracked, logits, local_labels, class_weights, t
             owns, jnp.take_along_axis(shifted, index, axis=-1)[..., 0], 0
         )
         if class_weights is not None:
-            local["label_weight"] = jnp.where(owns, class_weights[index[..., 0]], 0)
+            # With an explicit batch axis outside the shard_map, a gather needs its sharding.
+            picked = class_weights.at[index[..., 0]].get(
+                out_sharding=jax.typeof(index[..., 0]).sharding
+            )
+            local["label_weight"] = jnp.where(owns, picked, 0)
     if targets is not None:
         # A −inf logit with target 0 contributes 0·log 0 = 0, not 0·(−inf) = NaN.
         unused = (targets == 0) & (logits == -jnp.inf)
@@ -130,8 +134,9 @@ def _global_terms_bwd(axis_name, tracked, residuals, cotangents):
         grad_logits = grad_logits - jnp.where(onehot, cotangents["nll"][..., None], 0)
         if class_weights is not None:
             per_example = jnp.where(owns, cotangents["label_weight"], 0)
-            grad_class_weights = (
-                jnp.zeros_like(class_weights).at[index.ravel()].add(per_example.ravel())
+            grad_class_weights = jnp.sum(
+                jnp.where(onehot, per_example[..., None], 0),
+                axis=tuple(range(logits.ndim - 1)),
             )
     if targets is not None:
         grad_logits = grad_logits - cotangents["weighted"][..., None] * targets
@@ -179,10 +184,14 @@ def vocab_parallel_softmax_cross_entropy(
 
     computed without gathering the logits: the local maxima are combined with ``pmax``, the
     local sums of exponentials (and the label's shifted logit, taken by the device that owns
-    the label, and the class weight of the label) with one ``psum`` of per-example numbers.
-    A ``custom_vjp`` keeps every global quantity as a residual, so the backward pass is local:
-    $\partial \ell / \partial z_k = \text{coefficient} \cdot q_k - \text{target}_k$ on each
-    device's own slice, with no further communication.
+    the label, and the class weight of the label) with one ``psum`` of per-example numbers;
+    probability targets add one ``psum`` that counts negative entries. A ``custom_vjp`` keeps
+    every global quantity as a residual, so the backward pass is local: the gradient on each
+    device's slice is $a\,q_k - b_k$, with per-example $a$ and a local $b$ (the label's
+    one-hot, the smoothing weights or the targets), and needs no further communication.
+    Works with ``shard_map``'s ``check_vma`` on (the default) or off; with it off, JAX passes
+    replicated cotangents as per-device partial sums, so the backward pass sums them with one
+    ``psum`` of per-example numbers.
 
     The options and their semantics are those of ``softmax_cross_entropy`` with the class axis
     last: integer labels are global class indices in $[0, C)$ (replicated over ``axis_name``,
@@ -283,10 +292,12 @@ def vocab_parallel_softmax_cross_entropy(
         owned = valid & (position >= 0) & (position < local_classes)
         every_class = None
         if smoothing:
-            every_class = (
-                jnp.ones_like(x.predictions) if class_weights is None
-                else jnp.broadcast_to(class_weights, x.predictions.shape)
-            )
+            # ones_like keeps the logits' sharding, which the custom_vjp's cotangent will have.
+            every_class = jnp.ones_like(x.predictions)
+            if class_weights is not None:
+                every_class = every_class * jnp.expand_dims(
+                    class_weights, tuple(range(x.predictions.ndim - 1))
+                )
         terms = _global_terms(
             axis_name, tracked, vary(x.predictions), vary(jnp.where(owned, position, -1)),
             vary(class_weights), vary(every_class),
@@ -309,7 +320,7 @@ def vocab_parallel_softmax_cross_entropy(
         if smoothing:
             targets = (1 - label_smoothing) * targets + label_smoothing / num_classes
         if class_weights is not None:
-            targets = targets * jnp.broadcast_to(class_weights, targets.shape)
+            targets = targets * jnp.expand_dims(class_weights, tuple(range(targets.ndim - 1)))
         terms = _global_terms(
             axis_name, tracked, vary(x.predictions), None, None, vary(targets)
         )

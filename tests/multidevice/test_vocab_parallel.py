@@ -403,3 +403,55 @@ def test_compiled_program_never_gathers_the_logits():
     # The backward pass adds no communication: the gradient program has the forward's only.
     assert grad_ops == forward_ops
     np.testing.assert_allclose(jax.jit(forward)(*args), jax.jit(naive)(*args), rtol=2e-5)
+
+
+@pytest.mark.parametrize(
+    ("axis_type", "targets"),
+    [(AxisType.Explicit, False), (AxisType.Auto, False), (AxisType.Explicit, True)],
+    ids=["explicit-index", "auto-index", "explicit-probabilities"],
+)
+def test_shard_map_manual_over_the_vocabulary_axis_only(axis_type, targets):
+    """shard_map(axis_names={"vocab"}): the batch stays sharded over "data" outside it."""
+    inputs = _problem(12, targets=targets)
+    keep = ("logits", "labels", "where", "class_weights")
+    inputs = {k: inputs[k] for k in keep}
+    inputs = {k: (v if k == "class_weights" else np.concatenate([v, v[::-1]]))
+              for k, v in inputs.items()}  # 12 examples
+    mesh = jax.make_mesh((2, 4), ("data", "vocab"), axis_types=(axis_type, axis_type))
+    per_class = P(None, "vocab") if targets else P()
+    outside = {"logits": P("data", "vocab"), "labels": P("data", *per_class[1:]),
+               "where": P("data"), "class_weights": P("vocab")}
+    inside = {"logits": P(None, "vocab"), "labels": per_class, "where": P(),
+              "class_weights": P("vocab")}
+
+    def local(a):
+        return jaxloss.vocab_parallel_softmax_cross_entropy(
+            a["logits"], a["labels"], axis_name="vocab", where=a["where"],
+            class_weights=a["class_weights"], label_smoothing=0.1, reduction="none",
+        )
+
+    mapped = jax.shard_map(local, mesh=mesh, in_specs=(inside,), out_specs=P(),
+                           axis_names={"vocab"})
+    diff = ("logits", "class_weights") + (("labels",) if targets else ())
+    cotangent = np.random.default_rng(13).uniform(0.5, 1.5, 12).astype(np.float32)
+
+    def split(a):
+        return {k: a[k] for k in diff}, {k: v for k, v in a.items() if k not in diff}
+
+    placed = {k: jax.device_put(v, NamedSharding(mesh, outside[k])) for k, v in inputs.items()}
+    value, grad = jax.jit(jax.value_and_grad(
+        lambda d, r: jnp.sum(mapped(r | d) * cotangent)
+    ))(*split(placed))
+
+    def reference(d, r):
+        a = r | d
+        out = jaxloss.softmax_cross_entropy(
+            a["logits"], a["labels"], where=a["where"], class_weights=a["class_weights"],
+            label_smoothing=0.1, reduction="none",
+        )
+        return jnp.sum(out * cotangent)
+
+    ref_value, ref_grad = jax.value_and_grad(reference)(*split(inputs))
+    np.testing.assert_allclose(value, ref_value, rtol=2e-5)
+    for k in diff:
+        np.testing.assert_allclose(grad[k], ref_grad[k], rtol=2e-5, atol=1e-6, err_msg=k)
