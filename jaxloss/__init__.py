@@ -4,6 +4,7 @@ from jaxloss._classification import brier_score, softmax_cross_entropy
 from jaxloss._divergence import entropy, kl_divergence
 from jaxloss._margin import hinge_loss, multiclass_hinge_loss, squared_hinge_loss
 from jaxloss._metrics import accuracy, classification_error
+from jaxloss._parallel import vocab_parallel_softmax_cross_entropy
 from jaxloss._reduce import reduce
 from jaxloss._regression import squared_error
 
@@ -21,4 +22,5 @@ __all__ = [
     "softmax_cross_entropy",
     "squared_error",
     "squared_hinge_loss",
+    "vocab_parallel_softmax_cross_entropy",
 ]

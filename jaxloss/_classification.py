@@ -173,7 +173,8 @@ def softmax_cross_entropy(
         label_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
         loss = lse_shifted - (label_logit - shift)
         if class_weights is not None:
-            denominators = class_weights[labels]
+            # Under explicit sharding a gather must be told its output sharding: the labels'.
+            denominators = class_weights.at[labels].get(out_sharding=jax.typeof(labels).sharding)
             loss = denominators * loss
         if smoothing:
             every_class = (
