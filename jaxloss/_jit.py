@@ -52,7 +52,7 @@ def loss_function(fn: F) -> F:
                 f"({', '.join(positional)}) but {len(args)} were given; "
                 "options are keyword-only"
             )
-        for name, value in zip(positional, args):
+        for name, value in zip(positional, args, strict=False):
             if name in kwargs:
                 raise TypeError(f"{fn.__name__}() got multiple values for argument {name!r}")
             kwargs[name] = value

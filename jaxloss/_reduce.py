@@ -22,7 +22,7 @@ def compute_dtype(*arrays: jax.Array) -> jnp.dtype:
 def prepare(
     where: ArrayLike | None, weights: ArrayLike | None, shape: tuple[int, ...], reduction: str
 ) -> tuple[jax.Array, jax.Array | None]:
-    """Validates ``where``, ``weights`` and ``reduction``; returns the per-example mask and weights."""
+    """Validates ``where``, ``weights`` and ``reduction``; returns the per-example mask, weights."""
     _checks.reduction(reduction)
     if where is None:
         mask = jnp.ones(shape, dtype=bool)
@@ -157,7 +157,7 @@ class Prepared:
         self.num_classes = predictions.shape[ax]
         self.example_shape = predictions.shape[:ax] + predictions.shape[ax + 1 :]
         self.mask, self.weights = prepare(where, weights, self.example_shape, reduction)
-        self.dtype = compute_dtype(predictions, labels) if not is_index else compute_dtype(predictions)
+        self.dtype = compute_dtype(predictions) if is_index else compute_dtype(predictions, labels)
         self.is_index = is_index
         self.predictions = jnp.moveaxis(
             sanitize(predictions, self.mask, 0, ax).astype(self.dtype), ax, -1
