@@ -288,7 +288,11 @@ def plot(rows: list[dict[str, Any]], path: pathlib.Path) -> None:
         sub = [r for r in rows if r["loss"] == name and r["dtype"] == "float32"]
         sizes = [int(np.prod(r["size"])) for r in sub]
         for impl, style in (("jaxloss", "o-"), ("optax", "s--"), ("torch", "^:")):
-            pts = [(s, r["median_s"][impl]) for s, r in zip(sizes, sub, strict=True) if impl in r["median_s"]]
+            pts = [
+                (s, r["median_s"][impl])
+                for s, r in zip(sizes, sub, strict=True)
+                if impl in r["median_s"]
+            ]
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, label=impl)
         ax.plot(sizes, [r["roofline_s"] for r in sub], "k-", lw=0.8, alpha=0.5, label="roofline")
