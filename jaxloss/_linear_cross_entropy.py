@@ -85,29 +85,41 @@ def _terms(
 ) -> dict[str, jax.Array]:
     """Per-token pieces of the loss from one chunk's logits ``z`` (chunk, V).
 
-    Returns the log-sum-exp ``lse``, ``log_q`` = z − lse, ``nlq_y`` = −log q_y, the label term
-    ``a`` = c_y·(−log q_y), the smoothing term ``s`` = Σ_k c_k (−log q_k) / V and the loss.
-    With ``lse`` given (the backward pass), the logits are not reduced again.
+    Returns the log-sum-exp ``lse``, the probabilities ``q``, ``nlq_y`` = −log q_y, the label
+    term ``a`` = c_y·(−log q_y), the smoothing term ``s`` = Σ_k c_k (−log q_k) / V, the loss,
+    and ``shifted``, ``lse_shifted`` with −log q = lse_shifted − shifted. With ``lse`` given
+    (the backward pass) the logits are shifted by it and need no reduction.
     """
     if lse is None:
-        # The max shift keeps exp from overflowing; log q = z − lse is then taken from shifted
-        # logits so that large logits lose no precision to the cancellation.
+        # The max shift keeps exp from overflowing; −log q is then lse_shifted − shifted, a
+        # difference of small numbers, so large logits lose no precision to the cancellation.
         shift = jnp.max(z, axis=-1, keepdims=True)
         shifted = z - shift
-        lse_shifted = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
-        log_q = shifted - lse_shifted
+        e = jnp.exp(shifted)
+        total = jnp.sum(e, axis=-1, keepdims=True)
+        lse_shifted = jnp.log(total)
         lse = (lse_shifted + shift)[:, 0]
+        # q from the same exponentials: one exp per logit instead of two.
+        q = e / total
     else:
-        log_q = z - lse[:, None]
-    nlq_y = -jnp.take_along_axis(log_q, yc[:, None], axis=-1)[:, 0]
+        shifted = z - lse[:, None]
+        lse_shifted = jnp.zeros_like(lse)[:, None]
+        q = jnp.exp(shifted)
+    nlq_y = (lse_shifted - jnp.take_along_axis(shifted, yc[:, None], axis=-1))[:, 0]
     a = nlq_y if p.class_weights is None else p.class_weights[yc] * nlq_y
-    out = {"lse": lse, "nlq_y": nlq_y, "a": a, "log_q": log_q}
+    out = {"lse": lse, "q": q, "nlq_y": nlq_y, "a": a, "shifted": shifted,
+           "lse_shifted": lse_shifted}
     loss = a
     if spec.smoothing:
+        # Σ_k c_k (lse_shifted − shifted_k) as c·lse_shifted plus Σ_k c_k·(−shifted_k): both
+        # parts are ≥ 0 (shifted ≤ 0), so nothing cancels.
         if p.class_weights is None:
-            s = -jnp.sum(log_q, axis=-1) / spec.num_classes
+            s = spec.num_classes * lse_shifted[:, 0] - jnp.sum(shifted, axis=-1)
         else:
-            s = -jnp.sum(p.class_weights[None, :] * log_q, axis=-1) / spec.num_classes
+            s = jnp.sum(p.class_weights) * lse_shifted[:, 0] - jnp.sum(
+                p.class_weights[None, :] * shifted, axis=-1
+            )
+        s = s / spec.num_classes
         eps = p.label_smoothing
         loss = (1 - eps) * a + eps * s
         out["s"] = s
@@ -132,7 +144,7 @@ def _chunk_grads(
     With q = softmax(z), ε the smoothing, c the class weights (S = Σ_k c_k) and ζ the z-loss,
     ∂ℓ/∂z_k = q_k·((1−ε)c_y + εS/V + 2ζ·lse) − (1−ε)c_y·[k = y] − ε c_k / V.
     """
-    q = jnp.exp(terms["log_q"])
+    q = terms["q"]
     cw = p.class_weights
     eps = p.label_smoothing if spec.smoothing else 0
     c_y = jnp.ones_like(gc) if cw is None else cw[yc]
@@ -165,7 +177,8 @@ def _chunk_grads(
             gc * (1 - eps) * terms["nlq_y"]
         )
         if spec.smoothing:
-            dcw = dcw - (eps / spec.num_classes) * (gc @ terms["log_q"])
+            nlq = terms["lse_shifted"] - terms["shifted"]
+            dcw = dcw + (eps / spec.num_classes) * (gc @ nlq)
     return dx, dw, db, dcw
 
 
