@@ -2,6 +2,7 @@
 
 from jaxloss._classification import brier_score, softmax_cross_entropy
 from jaxloss._divergence import entropy, kl_divergence
+from jaxloss._linear_cross_entropy import linear_softmax_cross_entropy
 from jaxloss._margin import hinge_loss, multiclass_hinge_loss, squared_hinge_loss
 from jaxloss._metrics import accuracy, classification_error
 from jaxloss._parallel import vocab_parallel_softmax_cross_entropy
@@ -17,6 +18,7 @@ __all__ = [
     "entropy",
     "hinge_loss",
     "kl_divergence",
+    "linear_softmax_cross_entropy",
     "multiclass_hinge_loss",
     "reduce",
     "softmax_cross_entropy",

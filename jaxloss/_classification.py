@@ -183,9 +183,12 @@ def softmax_cross_entropy(
                 else jnp.broadcast_to(class_weights, logits.shape)
             )
             smooth = dense_cross_entropy(every_class, logits) / num_classes
-            # A traced smoothing of 0 must give exactly the unsmoothed loss, also at -inf logits.
+            # A smoothing of 0 must give exactly the unsmoothed loss at a -inf logit (where
+            # smooth is +inf and 0·inf is NaN); elsewhere the mix keeps its gradient in ε.
             loss = jnp.where(
-                label_smoothing == 0, loss, (1 - label_smoothing) * loss + label_smoothing * smooth
+                (label_smoothing == 0) & (smooth == jnp.inf),
+                loss,
+                (1 - label_smoothing) * loss + label_smoothing * smooth,
             )
     else:
         _checks.value_check(
