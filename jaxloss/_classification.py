@@ -183,13 +183,11 @@ def softmax_cross_entropy(
                 else jnp.broadcast_to(class_weights, logits.shape)
             )
             smooth = dense_cross_entropy(every_class, logits) / num_classes
-            # A smoothing of 0 must give exactly the unsmoothed loss at a -inf logit (where
-            # smooth is +inf and 0·inf is NaN); elsewhere the mix keeps its gradient in ε.
-            loss = jnp.where(
-                (label_smoothing == 0) & (smooth == jnp.inf),
-                loss,
-                (1 - label_smoothing) * loss + label_smoothing * smooth,
-            )
+            # An array smoothing of 0 must give exactly the unsmoothed loss at a -inf logit,
+            # where smooth is +inf and 0·inf is NaN: replace it before the product (double
+            # where). Elsewhere the mix keeps its true gradient in ε, also at ε = 0.
+            smooth = jnp.where((label_smoothing == 0) & (smooth == jnp.inf), 0, smooth)
+            loss = (1 - label_smoothing) * loss + label_smoothing * smooth
     else:
         _checks.value_check(
             checks, valid, "labels must be probabilities >= 0", jnp.min(x.labels, axis=-1)
