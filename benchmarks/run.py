@@ -364,9 +364,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "Ratios below 1 mean jaxloss is faster (jaxloss/optax, jaxloss/torch); "
         "roofline/jaxloss is the fraction of the bandwidth bound reached.\n\n"
     )
-    (out / "results.md").write_text(header + table + "\n")
-    (out / "results.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    plot(rows, out / "time_vs_size.png")
+    title = "## Losses: jitted value and gradient against optax and PyTorch\n\n"
+    (out / "losses.md").write_text(title + header + table + "\n")
+    (out / "losses.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    plot(rows, out / "losses_time_vs_size.png")
     print(header + table)
     print(f"\nresults written to {out}")
     return {"machine": machine, "rows": rows}

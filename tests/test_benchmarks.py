@@ -31,7 +31,7 @@ def test_quick_benchmark_writes_consistent_results(tmp_path):
             row["ratios"]["jaxloss/optax"], med["jaxloss"] / med["optax"], rtol=1e-12
         )
         assert row["temp_bytes"]["jaxloss"] >= 0
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((tmp_path / "losses.json").read_text())
     assert len(saved["rows"]) == len(rows)
-    assert (tmp_path / "results.md").read_text().count("\n| softmax_cross_entropy") == 2
-    assert (tmp_path / "time_vs_size.png").stat().st_size > 10_000
+    assert (tmp_path / "losses.md").read_text().count("\n| softmax_cross_entropy") == 2
+    assert (tmp_path / "losses_time_vs_size.png").stat().st_size > 10_000
