@@ -168,7 +168,12 @@ def _chunk_grads(
     dx = lax.dot_general(
         du_mm, p.weight, (((1,), (0,)), ((), ())), preferred_element_type=spec.dtype
     )
-    dw = lax.dot_general(du_mm, xc, (((0,), (0,)), ((), ())), preferred_element_type=spec.dtype)
+    # Summing over tokens that may be sharded (explicit axes): the result is laid out as the
+    # weight is, which tells XLA to reduce across the token shards.
+    dw = lax.dot_general(
+        du_mm, xc, (((0,), (0,)), ((), ())), preferred_element_type=spec.dtype,
+        out_sharding=jax.typeof(p.weight).sharding,
+    )
     db = None if p.bias is None else jnp.sum(du, axis=0)
     dcw = None
     if cw is not None:

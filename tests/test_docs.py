@@ -138,10 +138,12 @@ def test_page_doctests(page, reader_config):
 
 @pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p, "python")], ids=lambda p: p.name)
 def test_page_python_blocks_run(page, reader_config, capsys):
+    # A page is read top to bottom: its blocks build on each other.
+    namespace = {"__name__": "docs_example"}
     for block in _blocks(page, "python"):
         if block.lstrip().startswith("loss(predictions") or "optax" in block:
             continue  # the signature template; the training loop has its own test below
-        exec(compile(block, str(page), "exec"), {"__name__": "docs_example"})
+        exec(compile(block, str(page), "exec"), namespace)
 
 
 def test_quickstart_training_loop_learns(reader_config, capsys):

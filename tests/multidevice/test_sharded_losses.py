@@ -63,6 +63,10 @@ CASES: dict[str, Callable[[np.random.Generator], Inputs] | str] = {
     "entropy": lambda rng: ((_probs(rng),), {}),
     "hinge_loss": lambda rng: ((_normal(rng, BATCH, 3), _signs(rng)), {"margin": 0.5}),
     "kl_divergence": lambda rng: ((_normal(rng, BATCH, CLASSES), _probs(rng)), {}),
+    # The weight is replicated (an option array) and the labels too; the inputs are sharded.
+    "linear_softmax_cross_entropy": lambda rng: (
+        (_normal(rng, BATCH, 4),), {"weight": _normal(rng, CLASSES, 4), "labels": _index(rng)}
+    ),
     "multiclass_hinge_loss": lambda rng: (
         (_normal(rng, BATCH, CLASSES), _index(rng)), {"kind": "weston_watkins"}
     ),
