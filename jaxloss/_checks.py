@@ -143,8 +143,11 @@ def value_check(enabled: bool, ok: jax.Array, message: str, values: jax.Array) -
     """
     if not enabled:
         return
-    ok = jnp.ravel(ok)
-    values = jnp.ravel(jnp.broadcast_to(values, np.broadcast_shapes(values.shape, ok.shape)))
+    # Broadcast before flattening: flattening first would pair an (n, m) ``values`` with an
+    # (n·m,) ``ok`` and fail to broadcast for every input of rank 2 or more.
+    shape = np.broadcast_shapes(values.shape, ok.shape)
+    ok = jnp.ravel(jnp.broadcast_to(ok, shape))
+    values = jnp.ravel(jnp.broadcast_to(values, shape))
     checkify.debug_check(jnp.all(ok), message + " (first offending value: {bad})",
                          bad=values[jnp.argmin(ok)])
 
