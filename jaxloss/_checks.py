@@ -30,6 +30,13 @@ def as_floating(name: str, x: Any) -> jax.Array:
 def as_labels(name: str, x: Any) -> tuple[jax.Array, bool]:
     """``x`` as an array of labels; returns it and whether it holds class indices."""
     x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.unsignedinteger):
+        # Compared with a negative ignore_index, unsigned labels would wrap it (−100 is 156 in
+        # uint8) and silently ignore an out-of-range label 156. In int32 the comparison is
+        # exact; labels beyond its range are clipped to its maximum, which is still invalid.
+        if x.dtype.itemsize >= 4:
+            x = jnp.minimum(x, jnp.asarray(np.iinfo(np.int32).max, x.dtype))
+        x = x.astype(jnp.int32)
     if jnp.issubdtype(x.dtype, jnp.integer):
         return x, True
     if jnp.issubdtype(x.dtype, jnp.floating):

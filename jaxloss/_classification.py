@@ -136,7 +136,7 @@ def softmax_cross_entropy(
             f"labels must be class indices in [0, {num_classes}) or ignore_index={ignore_index}",
             x.labels,
         )
-        ignored = x.ignored(ignore_index)
+        ignored = x.labels == ignore_index
         mask = mask & ~ignored
         label_nlq = jnp.take_along_axis(neg_log_q, labels[..., None], axis=-1)[..., 0]
         if class_weights is not None:

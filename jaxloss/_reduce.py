@@ -170,16 +170,6 @@ class Prepared:
                 sanitize(labels, self.mask, fill, ax).astype(self.dtype), ax, -1
             )
 
-    def ignored(self, ignore_index: int) -> jax.Array:
-        """Whether each index label equals ``ignore_index``."""
-        # ``labels == ignore_index`` would cast ignore_index to the labels' dtype, wrapping
-        # e.g. −100 to 156 in uint8 and silently ignoring an out-of-range label 156; a value
-        # that the dtype cannot hold matches no label.
-        info = jnp.iinfo(self.labels.dtype)
-        if isinstance(ignore_index, int) and not info.min <= ignore_index <= info.max:
-            return jnp.zeros(self.labels.shape, dtype=bool)
-        return self.labels == ignore_index
-
     def label_validity(self, ignore_index: int | None = None) -> tuple[jax.Array, jax.Array]:
         """(valid, safe): whether each label is usable, and the labels clipped into range.
 
@@ -189,7 +179,7 @@ class Prepared:
         if self.is_index:
             valid = (self.labels >= 0) & (self.labels < self.num_classes)
             if ignore_index is not None:
-                valid = valid | self.ignored(ignore_index)
+                valid = valid | (self.labels == ignore_index)
             return valid, jnp.where(valid, self.labels, 0)
         valid = jnp.all(self.labels >= 0, axis=-1)
         return valid, self.labels
