@@ -30,6 +30,13 @@ def as_floating(name: str, x: Any) -> jax.Array:
 def as_labels(name: str, x: Any) -> tuple[jax.Array, bool]:
     """``x`` as an array of labels; returns it and whether it holds class indices."""
     x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.unsignedinteger):
+        # Compared with a negative ignore_index, unsigned labels would wrap it (−100 is 156 in
+        # uint8) and silently ignore an out-of-range label 156. In int32 the comparison is
+        # exact; labels beyond its range are clipped to its maximum, which is still invalid.
+        if x.dtype.itemsize >= 4:
+            x = jnp.minimum(x, jnp.asarray(np.iinfo(np.int32).max, x.dtype))
+        x = x.astype(jnp.int32)
     if jnp.issubdtype(x.dtype, jnp.integer):
         return x, True
     if jnp.issubdtype(x.dtype, jnp.floating):
@@ -143,8 +150,11 @@ def value_check(enabled: bool, ok: jax.Array, message: str, values: jax.Array) -
     """
     if not enabled:
         return
-    ok = jnp.ravel(ok)
-    values = jnp.ravel(jnp.broadcast_to(values, np.broadcast_shapes(values.shape, ok.shape)))
+    # Broadcast before flattening: flattening first would pair an (n, m) ``values`` with an
+    # (n·m,) ``ok`` and fail to broadcast for every input of rank 2 or more.
+    shape = np.broadcast_shapes(values.shape, ok.shape)
+    ok = jnp.ravel(jnp.broadcast_to(ok, shape))
+    values = jnp.ravel(jnp.broadcast_to(values, shape))
     checkify.debug_check(jnp.all(ok), message + " (first offending value: {bad})",
                          bad=values[jnp.argmin(ok)])
 
