@@ -19,6 +19,7 @@ def squared_error(
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
     reduction: str = "mean",
+    checks: bool = False,
 ) -> jax.Array:
     r"""Squared error (p − t)² elementwise; with the default reduction, the MSE.
 
@@ -36,6 +37,8 @@ def squared_error(
       where: boolean mask broadcastable to ``predictions.shape``.
       weights: weights broadcastable to ``predictions.shape``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      checks: accepted for the common signature and ignored: every real value is a valid
+        prediction and target, so there is nothing to check.
 
     Returns:
       ``predictions.shape`` for ``"none"``, else a scalar.
