@@ -143,8 +143,10 @@ def value_check(enabled: bool, ok: jax.Array, message: str, values: jax.Array) -
     """
     if not enabled:
         return
-    ok = jnp.ravel(ok)
-    values = jnp.ravel(jnp.broadcast_to(values, np.broadcast_shapes(values.shape, ok.shape)))
+    # Broadcast before flattening: ok and values may both have rank >= 2 (elementwise losses).
+    shape = np.broadcast_shapes(values.shape, ok.shape)
+    ok = jnp.ravel(jnp.broadcast_to(ok, shape))
+    values = jnp.ravel(jnp.broadcast_to(values, shape))
     checkify.debug_check(jnp.all(ok), message + " (first offending value: {bad})",
                          bad=values[jnp.argmin(ok)])
 
