@@ -22,6 +22,9 @@ def _correct(predictions, labels, axis, where, weights, reduction, checks):
             checks, valid, f"labels must be class indices in [0, {x.num_classes})", x.labels
         )
     else:
+        _checks.value_check(
+            checks, valid, "labels must be probabilities >= 0", jnp.min(x.labels, axis=-1)
+        )
         labels = jnp.argmax(labels, axis=-1)
     # Metrics are piecewise constant: no gradient flows through the argmax.
     predicted = jnp.argmax(jax.lax.stop_gradient(x.predictions), axis=-1)
@@ -61,7 +64,8 @@ def accuracy(
       where: boolean mask of the per-example shape.
       weights: per-example weights, broadcastable to the per-example shape.
       reduction: ``"none"`` (per-example 0/1 times weight), ``"sum"`` or ``"mean"``.
-      checks: report labels out of range under ``jax.experimental.checkify``.
+      checks: report labels out of range (or negative target probabilities) under
+        ``jax.experimental.checkify``.
 
     Returns:
       The per-example shape for ``"none"``, else a scalar.
@@ -101,7 +105,8 @@ def classification_error(
       where: boolean mask of the per-example shape.
       weights: per-example weights, broadcastable to the per-example shape.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
-      checks: report labels out of range under ``jax.experimental.checkify``.
+      checks: report labels out of range (or negative target probabilities) under
+        ``jax.experimental.checkify``.
 
     Returns:
       The per-example shape for ``"none"``, else a scalar.
