@@ -26,7 +26,7 @@ def _binary_margin(
     labels = sanitize(labels, mask, 1).astype(dtype)
     valid = (labels == 1) | (labels == -1)
     _checks.value_check(checks, valid, "labels must be -1 or +1", labels)
-    margin = _checks.hyperparameter(margin, dtype)
+    margin = _checks.hyperparameter(margin, dtype, "margin")
     return jax.nn.relu(margin - labels * scores), mask, weights, valid
 
 
@@ -192,7 +192,7 @@ def multiclass_hinge_loss(
     _checks.value_check(
         checks, valid, f"labels must be class indices in [0, {x.num_classes})", x.labels
     )
-    margin = _checks.hyperparameter(margin, x.dtype)
+    margin = _checks.hyperparameter(margin, x.dtype, "margin")
     s = x.predictions
     is_label = jax.lax.broadcasted_iota(labels.dtype, s.shape, s.ndim - 1) == labels[..., None]
     s_y = jnp.take_along_axis(s, labels[..., None], axis=-1)
