@@ -281,11 +281,15 @@ def _invalid(name, variant, form):
 def test_invalid_value_is_nan_under_jit(name, variant, form):
     fn, args, options, _, _ = _invalid(name, variant, form)
     for checks in (False, True):  # debug_check is a no-op outside checkify
-        jitted = jax.jit(lambda *a, c=checks: fn(*a, reduction="none", checks=c, **options))
-        none = jitted(*args)
+
+        @jax.jit
+        def both(*a, c=checks):
+            return (fn(*a, reduction="none", checks=c, **options), fn(*a, checks=c, **options))
+
+        none, mean = both(*args)
         assert np.isnan(none[1]).any(), f"checks={checks}: row 1 is {none[1]}"
         assert np.isfinite(np.delete(np.asarray(none), 1, axis=0)).all()
-        assert np.isnan(fn(*args, checks=checks, **options))
+        assert np.isnan(mean)
 
 
 @pytest.mark.parametrize(("name", "variant", "form"), _checked_combos())
