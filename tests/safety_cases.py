@@ -78,10 +78,6 @@ class Form:
     check_message: str | None = None
     identical: Callable[[Args], Args] | None = None
 
-    @property
-    def elementwise(self) -> bool:
-        return not self.class_args
-
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
@@ -89,7 +85,9 @@ class Variant:
 
     ``adapt`` rewrites the form's inputs for these options (log-targets, say); ``expect``
     adjusts edge cases whose mathematics the options change. ``has_invalid`` is False when
-    the options make every value valid (any real number is a log-probability).
+    the options make every value valid (any real number is a log-probability);
+    ``identical_is_optimal`` is False when the options move the optimum away from a
+    prediction identical to the target (label smoothing).
     """
 
     name: str = "default"
@@ -97,6 +95,7 @@ class Variant:
     adapt: Callable[[Args], Args] | None = None
     expect: Mapping[str, Callable[[Case], Case]] = dataclasses.field(default_factory=dict)
     has_invalid: bool = True
+    identical_is_optimal: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,6 +431,8 @@ REGISTRY: dict[str, Entry] = {
                     "class_weights": np.array([0.5, 1.0, 2.0, 1.0, 0.25]),
                 },
                 expect={"neginf_unused": _every_row_inf, "label_on_neginf": _every_row_inf},
+                # The optimum is the smoothed target, not the target itself.
+                identical_is_optimal=False,
             ),
         ),
     ),

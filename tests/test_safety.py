@@ -6,8 +6,9 @@ derivative. Masked rows hold NaN and +-inf and must not reach any output; when n
 the loss and all its derivatives are exactly 0. The cells come from tests/safety_cases.py,
 which must have an entry for every name in ``jaxloss.__all__``.
 
-All transforms of one cell are compiled as one ``jax.jit`` computation (cached per cell), so
-the matrix costs one compilation per cell rather than one per transform.
+All transforms are compiled as one ``jax.jit`` computation per name, variant and form, which
+every edge case of that form reuses (they share shapes and structure), so the matrix costs one
+compilation per form rather than one per cell and transform.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _as_jax(a: np.ndarray | None) -> jax.Array | None:
 @functools.cache
 def _compiled(name: str, variant_name: str, form_name: str, diff: tuple[int, ...]):
     """(call, jitted transforms) for one name, variant and form, shared by all its edges."""
-    entry, variant, form = lookup(name, variant_name, form_name)
+    _, variant, _ = lookup(name, variant_name, form_name)
     fn = getattr(jaxloss, name)
     argnums = tuple(range(len(diff)))
 
