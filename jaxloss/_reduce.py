@@ -177,9 +177,10 @@ class Prepared:
         valid when no probability is negative. Invalid examples get a NaN loss.
         """
         if self.is_index:
-            valid = (self.labels >= 0) & (self.labels < self.num_classes)
-            if ignore_index is not None:
-                valid = valid | (self.labels == ignore_index)
-            return valid, jnp.where(valid, self.labels, 0)
+            in_range = (self.labels >= 0) & (self.labels < self.num_classes)
+            valid = in_range if ignore_index is None else in_range | (self.labels == ignore_index)
+            # Ignored labels are clipped too: a gather out of range would put NaN in a value
+            # that is masked later, and 0 · NaN would still reach the gradients.
+            return valid, jnp.where(in_range, self.labels, 0)
         valid = jnp.all(self.labels >= 0, axis=-1)
         return valid, self.labels
