@@ -84,7 +84,9 @@ class Variant:
     """A set of options under which the whole matrix is run again.
 
     ``adapt`` rewrites the form's inputs for these options (log-targets, say); ``expect``
-    adjusts edge cases whose mathematics the options change. ``has_invalid`` is False when
+    adjusts edge cases whose mathematics the options change. ``traced`` names options that
+    are passed as 0-d arrays (so they are traced, not static) and differentiated too.
+    ``has_invalid`` is False when
     the options make every value valid (any real number is a log-probability);
     ``identical_is_optimal`` is False when the options move the optimum away from a
     prediction identical to the target (label smoothing).
@@ -96,6 +98,7 @@ class Variant:
     expect: Mapping[str, Callable[[Case], Case]] = dataclasses.field(default_factory=dict)
     has_invalid: bool = True
     identical_is_optimal: bool = True
+    traced: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,6 +389,8 @@ FORMS = (LOGITS_INDEX, LOGITS_DIST, PROBS_INDEX, PROBS_DIST, PROBS, REGRESSION, 
 # The registry: one entry per public name of jaxloss.
 
 _METRIC_EXPECT = {"label_on_neginf": _finite}
+# The margin as an array: traced, and differentiated like the scores.
+_ARRAY_MARGIN = (Variant(), Variant("array_margin", {"margin": 1.0}, traced=("margin",)))
 
 REGISTRY: dict[str, Entry] = {
     "accuracy": Entry(
@@ -398,7 +403,7 @@ REGISTRY: dict[str, Entry] = {
     ),
     "entropy": Entry(forms=(PROBS,), differentiable=(0,), optimum=None),
     # Labels are ±1, a discrete set: gradients are taken with respect to the scores only.
-    "hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,)),
+    "hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,), variants=_ARRAY_MARGIN),
     "kl_divergence": Entry(
         forms=(LOGITS_DIST,),
         differentiable=(0, 1),
@@ -415,7 +420,12 @@ REGISTRY: dict[str, Entry] = {
     "multiclass_hinge_loss": Entry(
         forms=(LOGITS_INDEX,),
         differentiable=(0,),
-        variants=(Variant(), Variant("weston_watkins", {"kind": "weston_watkins"})),
+        variants=(
+            Variant(),
+            Variant(
+                "weston_watkins", {"kind": "weston_watkins", "margin": 1.0}, traced=("margin",)
+            ),
+        ),
     ),
     "reduce": Entry(forms=(VALUES,), differentiable=(0,), optimum=None, takes_checks=False),
     "softmax_cross_entropy": Entry(
@@ -433,11 +443,12 @@ REGISTRY: dict[str, Entry] = {
                 expect={"neginf_unused": _every_row_inf, "label_on_neginf": _every_row_inf},
                 # The optimum is the smoothed target, not the target itself.
                 identical_is_optimal=False,
+                traced=("label_smoothing", "z_loss"),
             ),
         ),
     ),
     "squared_error": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
-    "squared_hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,)),
+    "squared_hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,), variants=_ARRAY_MARGIN),
 }
 
 

@@ -70,20 +70,29 @@ def _as_jax(a: np.ndarray | None) -> jax.Array | None:
 
 @functools.cache
 def _compiled(name: str, variant_name: str, form_name: str, diff: tuple[int, ...]):
-    """(call, jitted transforms) for one name, variant and form, shared by all its edges."""
+    """(call, jitted transforms) for one name, variant and form, shared by all its edges.
+
+    The transforms differentiate with respect to the positional arrays ``diff`` and then the
+    variant's traced options, in that order.
+    """
     _, variant, _ = lookup(name, variant_name, form_name)
     fn = getattr(jaxloss, name)
-    argnums = tuple(range(len(diff)))
+    static = {k: v for k, v in variant.options.items() if k not in variant.traced}
+    argnums = tuple(range(len(diff) + len(variant.traced)))
 
     def call(args, where, weights, reduction, d=None):
+        traced = {k: jnp.asarray(variant.options[k], jnp.float32) for k in variant.traced}
         if d is not None:
             args = list(args)
-            for i, x in zip(diff, d, strict=True):
+            for i, x in zip(diff, d[: len(diff)], strict=True):
                 args[i] = x
-        return fn(*args, where=where, weights=weights, reduction=reduction, **variant.options)
+            traced = dict(zip(variant.traced, d[len(diff) :], strict=True))
+        return fn(*args, where=where, weights=weights, reduction=reduction, **static, **traced)
 
     def transforms(args, where, weights):
-        d = [args[i] for i in diff]
+        d = [args[i] for i in diff] + [
+            jnp.asarray(variant.options[k], jnp.float32) for k in variant.traced
+        ]
 
         def mean(*d):
             return call(args, where, weights, "mean", d)
@@ -92,7 +101,9 @@ def _compiled(name: str, variant_name: str, form_name: str, diff: tuple[int, ...
             return call(args, where, weights, "none", d)
 
         def per_copy(a, w, s):
-            grads = jax.grad(lambda *d: call(a, w, s, "mean", d), argnums)(*[a[i] for i in diff])
+            grads = jax.grad(lambda *d: call(a, w, s, "mean", d), argnums)(
+                *[a[i] for i in diff], *d[len(diff) :]
+            )
             return call(a, w, s, "none"), grads
 
         stacked = jax.tree.map(lambda x: jnp.stack([x, x]), (args, where, weights))
@@ -109,7 +120,11 @@ def _compiled(name: str, variant_name: str, form_name: str, diff: tuple[int, ...
 
 @functools.cache
 def _outcome(name: str, variant_name: str, form_name: str, edge: str):
-    """(case, diff, eager, traced, clean): every transform of one cell, computed once."""
+    """(case, ndims, eager, traced, clean): every transform of one cell, computed once.
+
+    ``ndims``: the rank of each argument that derivatives are taken with respect to (0 for
+    a traced option).
+    """
     entry, variant, form = lookup(name, variant_name, form_name)
     case = build(name, entry, variant, form, edge, _takes_ignore_index(name))
     args = tuple(_as_jax(a) for a in case.args)
@@ -123,7 +138,8 @@ def _outcome(name: str, variant_name: str, form_name: str, edge: str):
         clean_args = tuple(_as_jax(a) for a in case.clean)
         clean = tuple(call(clean_args, where, weights, r) for r in ("none", "mean", "sum"))
     to_np = functools.partial(jax.tree.map, lambda x: np.asarray(x, dtype=np.float64))
-    return case, diff, to_np(eager), to_np(traced), None if clean is None else to_np(clean)
+    ndims = [case.args[i].ndim for i in diff] + [0] * len(variant.traced)
+    return case, ndims, to_np(eager), to_np(traced), None if clean is None else to_np(clean)
 
 
 def _assert_finite(x, what: str) -> None:
@@ -171,6 +187,8 @@ def _check_derivative(case: Case, leaves, row_axes, what: str) -> None:
         if case.expect == "zero":
             _assert_zero(leaf, what)
         elif case.expect == "inf":
+            if not axes:
+                continue  # the derivative of an infinite mean in an option: not defined
             others = [i for i in range(leaf.shape[axes[0]]) if i not in case.inf_rows]
             _assert_finite(_rows(leaf, others, axes[:1]), what + " (other examples)")
         else:
@@ -188,9 +206,10 @@ def test_safety(name, variant, form, edge, transform):
             f"jaxloss.{name} has no entry in tests/safety_cases.py REGISTRY: add one that "
             "names its input forms (see the module docstring) so the safety matrix covers it."
         )
-    case, diff, eager, traced, clean = _outcome(name, variant, form, edge)
-    ndims = [case.args[i].ndim for i in diff]
+    case, ndims, eager, traced, clean = _outcome(name, variant, form, edge)
     what = f"{name}[{variant}] {form}/{edge} {transform}"
+    # The example (row) axis of each derivative: axis 0 of an argument, none for an option.
+    rows = [(0,) if n else () for n in ndims]
     if transform == "value":
         _check_value(case, eager, clean, what)
     elif transform == "jit":
@@ -198,13 +217,14 @@ def test_safety(name, variant, form, edge, transform):
         for got, want in zip(traced["jit"], eager, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=what + ": jit != eager")
     elif transform == "grad":
-        _check_derivative(case, traced["grad"], [(0,)] * len(diff), what)
+        _check_derivative(case, traced["grad"], rows, what)
     elif transform == "jacfwd":
         # d none_i / d x: the example axis of the output is 0; of the input, after the output's.
-        _check_derivative(case, traced["jacfwd"], [(0, eager[0].ndim)] * len(diff), what)
+        axes = [(0,) + tuple(eager[0].ndim + a for a in r) for r in rows]
+        _check_derivative(case, traced["jacfwd"], axes, what)
     elif transform == "hessian":
         blocks = [b for row in traced["hessian"] for b in row]
-        axes = [(0, ndims[a]) for a in range(len(diff)) for _ in range(len(diff))]
+        axes = [ra + tuple(ndims[a] + x for x in rb) for a, ra in enumerate(rows) for rb in rows]
         _check_derivative(case, blocks, axes, what)
     elif transform == "vmap":
         none, grads = traced["vmap"]
@@ -212,7 +232,7 @@ def test_safety(name, variant, form, edge, transform):
             np.testing.assert_allclose(none[copy], eager[0], rtol=1e-5, err_msg=what)
             for got, want in zip(grads, traced["grad"], strict=True):
                 np.testing.assert_allclose(got[copy], want, rtol=1e-5, atol=1e-7, err_msg=what)
-        _check_derivative(case, [g[0] for g in grads], [(0,)] * len(diff), what)
+        _check_derivative(case, [g[0] for g in grads], rows, what)
 
 
 def test_registry_covers_every_public_name():
