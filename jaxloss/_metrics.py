@@ -27,9 +27,7 @@ def _correct(predictions, labels, axis, where, weights, reduction, checks):
         )
         labels = jnp.argmax(labels, axis=-1)
     # Metrics are piecewise constant: no gradient flows through the argmax.
-    predicted = jnp.argmax(jax.lax.stop_gradient(x.predictions), axis=-1)
-    # argmax gives the default integer type (int64 under x64): compare in the labels' dtype.
-    predicted = predicted.astype(labels.dtype)
+    predicted = jnp.argmax(jax.lax.stop_gradient(x.predictions), axis=-1).astype(labels.dtype)
     correct = jnp.where(valid, (predicted == labels).astype(x.dtype), jnp.nan)
     return correct, x
 
