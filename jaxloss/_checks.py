@@ -148,7 +148,8 @@ def value_check(enabled: bool, ok: jax.Array, message: str, values: jax.Array) -
         )
     if not enabled:
         return
-    # Broadcast before flattening: ok and values may both have rank >= 2 (elementwise losses).
+    # Broadcast before flattening: flattening first would pair an (n, m) ``values`` with an
+    # (n·m,) ``ok`` and fail to broadcast for every input of rank 2 or more.
     shape = np.broadcast_shapes(values.shape, ok.shape)
     ok = jnp.ravel(jnp.broadcast_to(ok, shape))
     values = jnp.ravel(jnp.broadcast_to(values, shape))

@@ -22,6 +22,7 @@ def _correct(predictions, labels, axis, where, weights, reduction, checks):
             checks, valid, f"labels must be class indices in [0, {x.num_classes})", x.labels
         )
     else:
+        # Negative target probabilities make the example NaN below; report them too.
         _checks.value_check(
             checks, valid, "labels must be probabilities >= 0", jnp.min(x.labels, axis=-1)
         )
