@@ -43,7 +43,7 @@ def as_labels(name: str, x: Any) -> tuple[jax.Array, bool]:
         return x, False
     raise TypeError(
         f"{name} must be an integer array of class indices or a floating array of target "
-        f"probabilities; received dtype {x.dtype}."
+        f"probabilities; received dtype {x.dtype}. Cast it, e.g. {name}.astype(jnp.int32)."
     )
 
 
@@ -148,6 +148,11 @@ def value_check(enabled: bool, ok: jax.Array, message: str, values: jax.Array) -
     With ``enabled=False`` nothing is added to the computation, so the jaxpr has no effects
     and ``jit`` keeps its fast dispatch path. ``debug_check`` is a no-op outside checkify.
     """
+    if not isinstance(enabled, bool):
+        raise TypeError(
+            f"checks must be a Python bool (it decides at trace time whether checks are added); "
+            f"received {enabled!r}."
+        )
     if not enabled:
         return
     # Broadcast before flattening: flattening first would pair an (n, m) ``values`` with an
@@ -159,11 +164,14 @@ def value_check(enabled: bool, ok: jax.Array, message: str, values: jax.Array) -
                          bad=values[jnp.argmin(ok)])
 
 
-def hyperparameter(value: Any, dtype: Any) -> Any:
+def hyperparameter(value: Any, dtype: Any, name: str = "hyperparameters") -> Any:
     """A Python number stays a (weakly typed) constant; an array is cast to ``dtype``."""
     if isinstance(value, (int, float)):
         return value
     value = jnp.asarray(value)
     if value.ndim != 0:
-        raise ValueError(f"hyperparameters must be scalars; received shape {value.shape}.")
+        raise ValueError(
+            f"{name} must be a scalar (a Python number or a 0-d array); "
+            f"received shape {value.shape}."
+        )
     return value.astype(dtype)

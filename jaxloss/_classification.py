@@ -144,8 +144,8 @@ def softmax_cross_entropy(
     )
     _checks.in_unit_interval("label_smoothing", label_smoothing)
     _checks.nonnegative("z_loss", z_loss)
-    label_smoothing = _checks.hyperparameter(label_smoothing, x.dtype)
-    z_loss = _checks.hyperparameter(z_loss, x.dtype)
+    label_smoothing = _checks.hyperparameter(label_smoothing, x.dtype, "label_smoothing")
+    z_loss = _checks.hyperparameter(z_loss, x.dtype, "z_loss")
     num_classes = x.num_classes
     if class_weights is not None:
         class_weights = _checks.as_floating("class_weights", class_weights)

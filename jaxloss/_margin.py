@@ -26,7 +26,7 @@ def _binary_margin(
     labels = sanitize(labels, mask, 1).astype(dtype)
     valid = (labels == 1) | (labels == -1)
     _checks.value_check(checks, valid, "labels must be -1 or +1", labels)
-    margin = _checks.hyperparameter(margin, dtype)
+    margin = _checks.hyperparameter(margin, dtype, "margin")
     return jax.nn.relu(margin - labels * scores), mask, weights, valid
 
 
@@ -152,7 +152,8 @@ def multiclass_hinge_loss(
     $$
 
     ``torch.nn.functional.multi_margin_loss`` is the Weston–Watkins loss divided by $C$.
-    A label outside ``[0, C)`` gives NaN.
+    A label outside ``[0, C)`` gives NaN. A ``-inf`` score marks an impossible class: it
+    contributes nothing, and a label on a ``-inf`` class has loss ``+inf``.
 
     Args:
       scores: per-class scores with classes on ``axis``.
@@ -191,7 +192,7 @@ def multiclass_hinge_loss(
     _checks.value_check(
         checks, valid, f"labels must be class indices in [0, {x.num_classes})", x.labels
     )
-    margin = _checks.hyperparameter(margin, x.dtype)
+    margin = _checks.hyperparameter(margin, x.dtype, "margin")
     s = x.predictions
     is_label = jax.lax.broadcasted_iota(labels.dtype, s.shape, s.ndim - 1) == labels[..., None]
     s_y = jnp.take_along_axis(s, labels[..., None], axis=-1)
@@ -199,5 +200,8 @@ def multiclass_hinge_loss(
         best_other = jnp.max(jnp.where(is_label, -jnp.inf, s), axis=-1, keepdims=True)
         loss = jax.nn.relu(margin + best_other - s_y)[..., 0]
     else:
-        loss = jnp.sum(jnp.where(is_label, 0, jax.nn.relu(margin + s - s_y)), axis=-1)
+        # A -inf score is an impossible class that never violates the margin; skipping it also
+        # keeps (-inf) - (-inf) = NaN out of a label on a -inf class, whose loss is then +inf.
+        skip = is_label | (s == -jnp.inf)
+        loss = jnp.sum(jnp.where(skip, 0, jax.nn.relu(margin + s - s_y)), axis=-1)
     return finish(jnp.where(valid, loss, jnp.nan), x.mask, x.weights, reduction)

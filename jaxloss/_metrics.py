@@ -63,7 +63,8 @@ def accuracy(
       where: boolean mask of the per-example shape.
       weights: per-example weights, broadcastable to the per-example shape.
       reduction: ``"none"`` (per-example 0/1 times weight), ``"sum"`` or ``"mean"``.
-      checks: report labels out of range under ``jax.experimental.checkify``.
+      checks: report labels out of range (or negative target probabilities) under
+        ``jax.experimental.checkify``.
 
     Returns:
       The per-example shape for ``"none"``, else a scalar.
@@ -103,7 +104,8 @@ def classification_error(
       where: boolean mask of the per-example shape.
       weights: per-example weights, broadcastable to the per-example shape.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
-      checks: report labels out of range under ``jax.experimental.checkify``.
+      checks: report labels out of range (or negative target probabilities) under
+        ``jax.experimental.checkify``.
 
     Returns:
       The per-example shape for ``"none"``, else a scalar.
