@@ -57,8 +57,11 @@ def _dense_cross_entropy_jvp(primals, tangents):
     probs = jnp.exp(shifted - lse_shifted[..., None])
     total = jnp.sum(targets, axis=-1, keepdims=True)
     d_value = jnp.sum((total * probs - targets) * d_logits, axis=-1)
-    # −log q_c with the same 0·log 0 convention: finite where t_c = 0 at a −inf logit.
-    d_value = d_value + jnp.sum(d_targets * (lse_shifted[..., None] - safe), axis=-1)
+    # −log q_c, taken as 0 where t_c = 0 at a −inf logit (its true value, +inf, would put
+    # NaN in the gradient; the class is impossible under both p and q).
+    impossible = (targets == 0) & (shifted == -jnp.inf)
+    neg_log_q = jnp.where(impossible, 0, lse_shifted[..., None] - safe)
+    d_value = d_value + jnp.sum(d_targets * neg_log_q, axis=-1)
     return value, d_value
 
 
