@@ -1,6 +1,14 @@
 """jaxloss: differentiable loss functions for JAX, with one contract and safe numerics."""
 
-from jaxloss._classification import brier_score, softmax_cross_entropy
+from jaxloss._classification import (
+    binary_cross_entropy,
+    brier_score,
+    poly1_cross_entropy,
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+    softmax_cross_entropy,
+    softmax_focal_loss,
+)
 from jaxloss._divergence import entropy, kl_divergence
 from jaxloss._margin import hinge_loss, multiclass_hinge_loss, squared_hinge_loss
 from jaxloss._metrics import accuracy, classification_error
@@ -21,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "absolute_error",
     "accuracy",
+    "binary_cross_entropy",
     "brier_score",
     "classification_error",
     "entropy",
@@ -32,9 +41,13 @@ __all__ = [
     "multiclass_hinge_loss",
     "pinball_loss",
     "poisson_nll_loss",
+    "poly1_cross_entropy",
     "reduce",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
     "smooth_l1_loss",
     "softmax_cross_entropy",
+    "softmax_focal_loss",
     "squared_error",
     "squared_hinge_loss",
 ]
