@@ -9,7 +9,12 @@ from jaxloss._classification import (
     softmax_cross_entropy,
     softmax_focal_loss,
 )
-from jaxloss._divergence import entropy, kl_divergence
+from jaxloss._divergence import (
+    entropy,
+    generalized_kl_divergence,
+    js_divergence,
+    kl_divergence,
+)
 from jaxloss._margin import hinge_loss, multiclass_hinge_loss, squared_hinge_loss
 from jaxloss._metrics import accuracy, classification_error
 from jaxloss._reduce import reduce
@@ -34,8 +39,10 @@ __all__ = [
     "classification_error",
     "entropy",
     "gaussian_nll_loss",
+    "generalized_kl_divergence",
     "hinge_loss",
     "huber_loss",
+    "js_divergence",
     "kl_divergence",
     "log_cosh",
     "multiclass_hinge_loss",
