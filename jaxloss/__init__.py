@@ -15,7 +15,14 @@ from jaxloss._divergence import (
     js_divergence,
     kl_divergence,
 )
-from jaxloss._margin import hinge_loss, multiclass_hinge_loss, squared_hinge_loss
+from jaxloss._margin import (
+    hinge_loss,
+    margin_ranking_loss,
+    multiclass_hinge_loss,
+    multiclass_perceptron_loss,
+    perceptron_loss,
+    squared_hinge_loss,
+)
 from jaxloss._metrics import accuracy, classification_error
 from jaxloss._reduce import reduce
 from jaxloss._regression import (
@@ -45,7 +52,10 @@ __all__ = [
     "js_divergence",
     "kl_divergence",
     "log_cosh",
+    "margin_ranking_loss",
     "multiclass_hinge_loss",
+    "multiclass_perceptron_loss",
+    "perceptron_loss",
     "pinball_loss",
     "poisson_nll_loss",
     "poly1_cross_entropy",

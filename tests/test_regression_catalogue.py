@@ -451,3 +451,30 @@ def test_huber_and_smooth_l1_agree_at_the_threshold():
     assert math.isclose(float(jaxloss.smooth_l1_loss(e[1:2], jnp.zeros(1), beta=delta)),
                         0.5 * delta, rel_tol=1e-12)
 
+
+def test_repeated_calls_do_not_retrace():
+    traces = []
+
+    def listener(name, *_, **__):
+        if name.endswith("jaxpr_trace_duration"):
+            traces.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    x = jnp.linspace(-2.0, 2.0, 13)  # a shape no other test uses, so first calls trace
+    calls = [
+        lambda: jaxloss.huber_loss(x, -x, delta=0.5),
+        lambda: jaxloss.gaussian_nll_loss(x, -x, jnp.ones(13), full=True),
+        lambda: jaxloss.sigmoid_focal_loss(x, (x > 0).astype(jnp.int32), gamma=0.5),
+        lambda: jaxloss.js_divergence(x, jax.nn.softmax(-x)),
+        lambda: jaxloss.perceptron_loss(x, jnp.where(x > 0, 1, -1)),
+    ]
+    try:
+        for call in calls:
+            call()  # the first call traces
+            before = len(traces)
+            assert before > 0
+            call()
+            call()
+            assert len(traces) == before
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
