@@ -227,10 +227,14 @@ def test_masked_nan_reaches_neither_value_nor_gradient(case):
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_nothing_counts_gives_zero_and_zero_gradient(case):
     x, y = _inputs(case, seed=5)
-    value, grad = jax.value_and_grad(
-        lambda x: case(x, y, where=np.zeros(case.per_example, bool))
-    )(x)
-    assert float(value) == 0.0 and np.all(np.asarray(grad) == 0)
+    _, weights = _mask_and_weights(case.per_example, seed=4)
+    argnums = (0, 1) if case.differentiable_labels else (0,)
+    # The same call signature as the masked-NaN test, so the compiled programs are reused.
+    value, grads = jax.value_and_grad(
+        lambda x, y: case(x, y, where=np.zeros(case.per_example, bool), weights=weights),
+        argnums=argnums,
+    )(x, y)
+    assert float(value) == 0.0 and all(np.all(np.asarray(g) == 0) for g in grads)
 
 
 @pytest.mark.parametrize("case", CASES, ids=repr)

@@ -210,13 +210,15 @@ def test_masked_nan_reaches_neither_value_nor_gradient(case):
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_nothing_counts_gives_zero_and_zero_gradient(case):
     arrays = _inputs(case, seed=6)
-    nothing = np.zeros(SHAPE, bool)
+    _, weights = _mask_and_weights(seed=5)
+    # The same call signature as the masked-NaN test, so the compiled programs are reused.
     value, grads = jax.value_and_grad(
-        lambda *xs: case(*xs, where=nothing), argnums=tuple(range(len(arrays)))
+        lambda *xs: case(*xs, where=np.zeros(SHAPE, bool), weights=weights),
+        argnums=tuple(range(len(arrays))),
     )(*arrays)
     assert float(value) == 0.0
     assert all(np.all(np.asarray(g) == 0) for g in grads)
-    zero_weight = case(*arrays, weights=np.zeros(SHAPE))
+    zero_weight = case(*arrays, where=np.ones(SHAPE, bool), weights=np.zeros(SHAPE))
     assert float(zero_weight) == 0.0
 
 
