@@ -72,8 +72,10 @@ def _global_terms(
 
 
 def _global_terms_fwd(axis_name, tracked, logits, local_labels, class_weights, targets):
-    # The max shift is a constant for the value; it only keeps exp() in range.
-    shift = jax.lax.pmax(jnp.max(logits, axis=-1), axis_name)
+    # The max shift is a constant for the value; it only keeps exp() in range. Stopping its
+    # gradient keeps forward mode (jax.hessian differentiates these rules) off pmax, which
+    # has no derivative rule.
+    shift = jax.lax.pmax(jax.lax.stop_gradient(jnp.max(logits, axis=-1)), axis_name)
     shifted = logits - shift[..., None]
     local = {"sum_exp": jnp.sum(jnp.exp(shifted), axis=-1)}
     if local_labels is not None:

@@ -15,6 +15,9 @@ which edge cases apply to such inputs and how to break them (an invalid label fo
 go in the entry's ``extra_edges``; a case whose mathematics is different for one loss (a
 metric is finite where a loss is infinite) is adjusted by the entry's ``expect``. A case
 that a loss cannot meet is listed in ``xfail`` with its reason, and in docs/numerics.md.
+A loss whose signature no form fits (a linear layer in front of the logits, a loss that only
+runs inside ``shard_map``) gets a ``function``: an adapter from a form's inputs to the loss,
+which every consumer calls (through ``function(name)``) instead of the public name.
 
 Inputs are float64 numpy arrays with examples along axis 0; the tests cast them.
 """
@@ -22,11 +25,17 @@ Inputs are float64 numpy arrays with examples along axis 0; the tests cast them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
+
+import jaxloss
 
 ROWS, CLASSES, WIDTH = 4, 5, 3
 IGNORE_INDEX = -100  # the default of every loss that takes ignore_index
@@ -110,6 +119,8 @@ class Entry:
     at identical predictions and targets is the minimum (``"min"``), the maximum (``"max"``,
     for accuracy) or not defined (``None``). ``takes_checks``: False only for names that are
     not losses. ``xfail`` maps (variant, form, edge, transform) to the reason that case fails.
+    ``function``: an adapter called as ``function(*form_args, **options)`` in place of the
+    public name (None: the public name itself); it must pass trace-time errors through unchanged.
     """
 
     forms: tuple[Form, ...]
@@ -120,6 +131,7 @@ class Entry:
     optimum: str | None = "min"
     takes_checks: bool = True
     xfail: Mapping[tuple[str, str, str, str], str] = dataclasses.field(default_factory=dict)
+    function: Callable[..., Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -386,73 +398,6 @@ FORMS = (LOGITS_INDEX, LOGITS_DIST, PROBS_INDEX, PROBS_DIST, PROBS, REGRESSION, 
 
 
 # ---------------------------------------------------------------------------------------
-# The registry: one entry per public name of jaxloss.
-
-_METRIC_EXPECT = {"label_on_neginf": _finite}
-# The margin as an array: traced, and differentiated like the scores.
-_ARRAY_MARGIN = (Variant(), Variant("array_margin", {"margin": 1.0}, traced=("margin",)))
-
-REGISTRY: dict[str, Entry] = {
-    "accuracy": Entry(
-        forms=(LOGITS_INDEX, LOGITS_DIST), differentiable=(0,), expect=_METRIC_EXPECT,
-        optimum="max",
-    ),
-    "brier_score": Entry(forms=(PROBS_INDEX, PROBS_DIST), differentiable=(0, 1)),
-    "classification_error": Entry(
-        forms=(LOGITS_INDEX, LOGITS_DIST), differentiable=(0,), expect=_METRIC_EXPECT
-    ),
-    "entropy": Entry(forms=(PROBS,), differentiable=(0,), optimum=None),
-    # Labels are ±1, a discrete set: gradients are taken with respect to the scores only.
-    "hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,), variants=_ARRAY_MARGIN),
-    "kl_divergence": Entry(
-        forms=(LOGITS_DIST,),
-        differentiable=(0, 1),
-        variants=(
-            Variant(),
-            Variant(
-                "log_targets",
-                {"log_targets": True},
-                adapt=lambda a: (a[0], _log(a[1])),
-                has_invalid=False,
-            ),
-        ),
-    ),
-    "multiclass_hinge_loss": Entry(
-        forms=(LOGITS_INDEX,),
-        differentiable=(0,),
-        variants=(
-            Variant(),
-            Variant(
-                "weston_watkins", {"kind": "weston_watkins", "margin": 1.0}, traced=("margin",)
-            ),
-        ),
-    ),
-    "reduce": Entry(forms=(VALUES,), differentiable=(0,), optimum=None, takes_checks=False),
-    "softmax_cross_entropy": Entry(
-        forms=(LOGITS_INDEX, LOGITS_DIST),
-        differentiable=(0, 1),
-        variants=(
-            Variant(),
-            Variant(
-                "smoothed",
-                {
-                    "label_smoothing": 0.1,
-                    "z_loss": 1e-4,
-                    "class_weights": np.array([0.5, 1.0, 2.0, 1.0, 0.25]),
-                },
-                expect={"neginf_unused": _every_row_inf, "label_on_neginf": _every_row_inf},
-                # The optimum is the smoothed target, not the target itself.
-                identical_is_optimal=False,
-                traced=("label_smoothing", "z_loss"),
-            ),
-        ),
-    ),
-    "squared_error": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
-    "squared_hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,), variants=_ARRAY_MARGIN),
-}
-
-
-# ---------------------------------------------------------------------------------------
 # Cases every form gets.
 
 
@@ -515,6 +460,185 @@ def edges(entry: Entry, form: Form, takes_ignore_index: bool) -> dict[str, Edge]
     return out
 
 
+def takes_ignore_index(fn: Callable[..., Any]) -> bool:
+    return "ignore_index" in inspect.signature(fn).parameters
+
+
+TRANSFORMS = ("value", "grad", "jacfwd", "hessian", "vmap", "jit")
+
+
+def expected_failures(
+    name: str, entry: Entry, reason: str, transforms: tuple[str, ...] = TRANSFORMS,
+    edge_names: tuple[str, ...] | None = None, variant_names: tuple[str, ...] | None = None,
+) -> dict[tuple[str, str, str, str], str]:
+    """``xfail`` keys with ``reason`` for ``transforms`` on ``edge_names`` in ``variant_names``
+    (None: all of them), in every form of ``entry``: for a limitation that spans many cells."""
+    ignore = takes_ignore_index(getattr(jaxloss, name))
+    return {
+        (variant.name, form.name, edge, transform): reason
+        for variant in entry.variants
+        if variant_names is None or variant.name in variant_names
+        for form in entry.forms
+        for edge in edges(entry, form, ignore)
+        if edge_names is None or edge in edge_names
+        for transform in transforms
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Adapters: losses whose signature no form fits, called on a form's inputs.
+
+
+def _through_a_linear_layer(logits, labels, **options):
+    """linear_softmax_cross_entropy of inputs and a weight whose product is ``logits``.
+
+    The weight is a cyclic permutation of the classes: not symmetric, so a transposed product
+    would show, and exact in every dtype (each logit is one input times 1 plus zeros), so
+    finite logits come out unchanged. A -inf logit cannot: -inf * 0 is NaN in the product.
+    """
+    logits = jnp.asarray(logits)
+    classes = logits.shape[-1]
+    # weight[k, (k + 1) % C] = 1 and inputs[..., (k + 1) % C] = logits[..., k].
+    weight = jnp.roll(jnp.eye(classes, dtype=logits.dtype), 1, axis=1)
+    inputs = jnp.roll(logits, 1, axis=-1)
+    return jaxloss.linear_softmax_cross_entropy(inputs, weight, labels, **options)
+
+
+def _on_one_vocab_shard(logits, labels, **options):
+    """vocab_parallel_softmax_cross_entropy inside jax.shard_map over a one-device "vocab" axis.
+
+    The class axis (last) of the logits, of target probabilities and of class weights is
+    sharded over "vocab"; index labels and every per-example or scalar array are replicated.
+    """
+    arrays = {k: v for k, v in options.items() if isinstance(v, (jax.Array, np.ndarray))}
+    static = tuple(sorted((k, v) for k, v in options.items() if k not in arrays))
+    return _vocab_sharded(static, jnp.asarray(logits), jnp.asarray(labels), arrays)
+
+
+# Compiled once per set of static options, as the loss itself is (a new shard_map per call
+# would be traced and compiled on every call).
+@functools.partial(jax.jit, static_argnums=0)
+def _vocab_sharded(static, logits, labels, arrays):
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("vocab",))
+    classes = P(*[None] * (logits.ndim - 1), "vocab")
+    specs = (
+        classes,
+        classes if labels.ndim == logits.ndim else P(),
+        {k: P("vocab") if k == "class_weights" else P() for k in arrays},
+    )
+
+    def local(z, y, a):
+        return jaxloss.vocab_parallel_softmax_cross_entropy(
+            z, y, axis_name="vocab", **a, **dict(static)
+        )
+
+    return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P())(logits, labels, arrays)
+
+
+# ---------------------------------------------------------------------------------------
+# The registry: one entry per public name of jaxloss.
+
+_METRIC_EXPECT = {"label_on_neginf": _finite}
+# The margin as an array: traced, and differentiated like the scores.
+_ARRAY_MARGIN = (Variant(), Variant("array_margin", {"margin": 1.0}, traced=("margin",)))
+# Cross-entropy, plain and with every option (the option arrays traced and differentiated).
+_CROSS_ENTROPY = (
+    Variant(),
+    Variant(
+        "smoothed",
+        {
+            "label_smoothing": 0.1,
+            "z_loss": 1e-4,
+            "class_weights": np.array([0.5, 1.0, 2.0, 1.0, 0.25]),
+        },
+        expect={"neginf_unused": _every_row_inf, "label_on_neginf": _every_row_inf},
+        # The optimum is the smoothed target, not the target itself.
+        identical_is_optimal=False,
+        traced=("label_smoothing", "z_loss"),
+    ),
+)
+_FORWARD_MODE = (
+    "forward mode (jax.jvp, so jax.jacfwd) is not defined for the loss's jax.custom_vjp, as "
+    "its docstring says"
+)
+_NEGINF_EDGES = ("neginf_unused", "label_on_neginf")
+_LINEAR = Entry(
+    forms=(LOGITS_INDEX,), differentiable=(0,), variants=_CROSS_ENTROPY,
+    function=_through_a_linear_layer,
+    # The prediction identical to an index label is log one-hot: -inf logits (_NEGINF_LOGIT).
+    optimum=None,
+)
+_NEGINF_LOGIT = (
+    "a -inf logit cannot come out of a finite linear layer: -inf * 0 is NaN in "
+    "inputs @ weight.T, so the row's loss is NaN"
+)
+_LINEAR = dataclasses.replace(_LINEAR, xfail={
+    **expected_failures("linear_softmax_cross_entropy", _LINEAR, _FORWARD_MODE, ("jacfwd",)),
+    **expected_failures(
+        "linear_softmax_cross_entropy", _LINEAR, _NEGINF_LOGIT,
+        ("value", "jit", "grad", "hessian", "vmap"), _NEGINF_EDGES, ("default",),
+    ),
+    # Smoothed, every row with a -inf logit is expected to be +inf, and no derivative is
+    # checked on such rows: only the NaN value fails.
+    **expected_failures(
+        "linear_softmax_cross_entropy", _LINEAR, _NEGINF_LOGIT, ("value", "jit"),
+        _NEGINF_EDGES, ("smoothed",),
+    ),
+})
+_VOCAB_PARALLEL = Entry(
+    forms=(LOGITS_INDEX, LOGITS_DIST), differentiable=(0, 1), variants=_CROSS_ENTROPY,
+    function=_on_one_vocab_shard,
+)
+_VOCAB_PARALLEL = dataclasses.replace(_VOCAB_PARALLEL, xfail=expected_failures(
+    "vocab_parallel_softmax_cross_entropy", _VOCAB_PARALLEL, _FORWARD_MODE, ("jacfwd",)
+))
+
+REGISTRY: dict[str, Entry] = {
+    "accuracy": Entry(
+        forms=(LOGITS_INDEX, LOGITS_DIST), differentiable=(0,), expect=_METRIC_EXPECT,
+        optimum="max",
+    ),
+    "brier_score": Entry(forms=(PROBS_INDEX, PROBS_DIST), differentiable=(0, 1)),
+    "classification_error": Entry(
+        forms=(LOGITS_INDEX, LOGITS_DIST), differentiable=(0,), expect=_METRIC_EXPECT
+    ),
+    "entropy": Entry(forms=(PROBS,), differentiable=(0,), optimum=None),
+    # Labels are ±1, a discrete set: gradients are taken with respect to the scores only.
+    "hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,), variants=_ARRAY_MARGIN),
+    "linear_softmax_cross_entropy": _LINEAR,
+    "kl_divergence": Entry(
+        forms=(LOGITS_DIST,),
+        differentiable=(0, 1),
+        variants=(
+            Variant(),
+            Variant(
+                "log_targets",
+                {"log_targets": True},
+                adapt=lambda a: (a[0], _log(a[1])),
+                has_invalid=False,
+            ),
+        ),
+    ),
+    "multiclass_hinge_loss": Entry(
+        forms=(LOGITS_INDEX,),
+        differentiable=(0,),
+        variants=(
+            Variant(),
+            Variant(
+                "weston_watkins", {"kind": "weston_watkins", "margin": 1.0}, traced=("margin",)
+            ),
+        ),
+    ),
+    "reduce": Entry(forms=(VALUES,), differentiable=(0,), optimum=None, takes_checks=False),
+    "softmax_cross_entropy": Entry(
+        forms=(LOGITS_INDEX, LOGITS_DIST), differentiable=(0, 1), variants=_CROSS_ENTROPY
+    ),
+    "squared_error": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
+    "squared_hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,), variants=_ARRAY_MARGIN),
+    "vocab_parallel_softmax_cross_entropy": _VOCAB_PARALLEL,
+}
+
+
 def seed_of(*parts: str) -> int:
     """A stable seed per case (Python's hash of a string changes between runs)."""
     import zlib
@@ -551,10 +675,6 @@ def build(
     return case
 
 
-def takes_ignore_index(fn: Callable[..., Any]) -> bool:
-    return "ignore_index" in inspect.signature(fn).parameters
-
-
 def lookup(name: str, variant_name: str, form_name: str) -> tuple[Entry, Variant, Form]:
     entry = REGISTRY[name]
     variant = next(v for v in entry.variants if v.name == variant_name)
@@ -575,3 +695,9 @@ def combos() -> list[tuple[str, str, str]]:
 def differentiable(entry: Entry, args: Args) -> tuple[int, ...]:
     """The entry's differentiable positions that hold floating arrays in ``args``."""
     return tuple(i for i in entry.differentiable if np.issubdtype(args[i].dtype, np.floating))
+
+
+def function(name: str) -> Callable[..., Any]:
+    """What the suite calls for ``name``: the entry's adapter, or else the public function."""
+    entry = REGISTRY[name]
+    return getattr(jaxloss, name) if entry.function is None else entry.function

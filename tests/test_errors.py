@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.experimental import checkify
-from safety_cases import REGISTRY, build, combos, lookup
+from safety_cases import REGISTRY, build, combos, function, lookup
 
 import jaxloss
 
@@ -223,7 +223,7 @@ def test_every_public_function_rejects_integer_predictions(name):
     case = build(name, entry, entry.variants[0], entry.forms[0], "base", False)
     args = [jnp.asarray(a) for a in case.args]
     args[0] = args[0].astype(jnp.int32)
-    _raises(TypeError, lambda: getattr(jaxloss, name)(*args), first, "received dtype int32")
+    _raises(TypeError, lambda: function(name)(*args), first, "received dtype int32")
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -232,7 +232,7 @@ def test_every_public_function_rejects_unknown_reduction(name):
     case = build(name, entry, entry.variants[0], entry.forms[0], "base", False)
     args = [jnp.asarray(a) for a in case.args]
     _raises(
-        ValueError, lambda: getattr(jaxloss, name)(*args, reduction="average"),
+        ValueError, lambda: function(name)(*args, reduction="average"),
         "reduction", "received 'average'",
     )
 
@@ -274,7 +274,7 @@ def _invalid(name, variant, form):
         jnp.asarray(a, jnp.float32) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
         for a in args
     )
-    return getattr(jaxloss, name), args, variant_.options, form_.check_message, bad
+    return function(name), args, variant_.options, form_.check_message, bad
 
 
 @pytest.mark.parametrize(("name", "variant", "form"), _checked_combos())
@@ -318,7 +318,7 @@ def test_invalid_value_is_reported_under_checkify(name, variant, form):
 def test_checks_off_adds_no_effect_to_the_jaxpr(name, variant, form):
     entry, variant_, form_ = lookup(name, variant, form)
     case = build(name, entry, variant_, form_, "base", False)
-    fn, args = getattr(jaxloss, name), [jnp.asarray(a) for a in case.args]
+    fn, args = function(name), [jnp.asarray(a) for a in case.args]
     off = jax.make_jaxpr(lambda *a: fn(*a, **variant_.options))(*args)
     assert not off.effects, off.effects
     if entry.takes_checks:

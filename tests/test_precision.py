@@ -14,7 +14,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from safety_cases import REGISTRY, build, combos, differentiable, edges, lookup, takes_ignore_index
+from safety_cases import (
+    REGISTRY,
+    build,
+    combos,
+    differentiable,
+    edges,
+    function,
+    lookup,
+    takes_ignore_index,
+)
 
 import jaxloss
 
@@ -30,7 +39,7 @@ def _floating(a) -> bool:
 def _evaluate(name, variant_name, form_name, diff):
     """jit(args, where, weights) -> (per-example loss, mean, grads of the mean)."""
     _, variant, _ = lookup(name, variant_name, form_name)
-    fn = getattr(jaxloss, name)
+    fn = function(name)
 
     def run(args, where, weights):
         def mean(*d):

@@ -8,7 +8,9 @@ which must have an entry for every name in ``jaxloss.__all__``.
 
 All transforms are compiled as one ``jax.jit`` computation per name, variant and form, which
 every edge case of that form reuses (they share shapes and structure), so the matrix costs one
-compilation per form rather than one per cell and transform.
+compilation per form rather than one per cell and transform. When that computation cannot be
+traced (forward mode through a custom_vjp), the transforms that fail to trace alone are left
+out of it, and only their own cells fail, with their error.
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ import pytest
 from safety_cases import (
     POISON,
     REGISTRY,
+    TRANSFORMS,
     Case,
     build,
     differentiable,
     edges,
+    function,
     lookup,
     takes_ignore_index,
 )
 
 import jaxloss
 
-TRANSFORMS = ("value", "grad", "jacfwd", "hessian", "vmap", "jit")
+# The transforms computed under one jit (the value is computed eagerly).
+TRACED = ("jit", "grad", "jacfwd", "hessian", "vmap")
 MISSING = "missing"
 
 
@@ -70,13 +75,13 @@ def _as_jax(a: np.ndarray | None) -> jax.Array | None:
 
 @functools.cache
 def _compiled(name: str, variant_name: str, form_name: str, diff: tuple[int, ...]):
-    """(call, jitted transforms) for one name, variant and form, shared by all its edges.
+    """(call, transforms) for one name, variant and form, shared by all its edges.
 
     The transforms differentiate with respect to the positional arrays ``diff`` and then the
     variant's traced options, in that order.
     """
     _, variant, _ = lookup(name, variant_name, form_name)
-    fn = getattr(jaxloss, name)
+    fn = function(name)
     static = {k: v for k, v in variant.options.items() if k not in variant.traced}
     argnums = tuple(range(len(diff) + len(variant.traced)))
 
@@ -89,7 +94,7 @@ def _compiled(name: str, variant_name: str, form_name: str, diff: tuple[int, ...
             traced = dict(zip(variant.traced, d[len(diff) :], strict=True))
         return fn(*args, where=where, weights=weights, reduction=reduction, **static, **traced)
 
-    def transforms(args, where, weights):
+    def transforms(args, where, weights, which):
         d = [args[i] for i in diff] + [
             jnp.asarray(variant.options[k], jnp.float32) for k in variant.traced
         ]
@@ -107,15 +112,38 @@ def _compiled(name: str, variant_name: str, form_name: str, diff: tuple[int, ...
             return call(a, w, s, "none"), grads
 
         stacked = jax.tree.map(lambda x: jnp.stack([x, x]), (args, where, weights))
-        return {
-            "jit": tuple(call(args, where, weights, r) for r in ("none", "mean", "sum")),
-            "grad": jax.grad(mean, argnums)(*d),
-            "jacfwd": jax.jacfwd(none, argnums)(*d),
-            "hessian": jax.hessian(mean, argnums)(*d),
-            "vmap": jax.vmap(per_copy)(*stacked),
+        each = {
+            "jit": lambda: tuple(call(args, where, weights, r) for r in ("none", "mean", "sum")),
+            "grad": lambda: jax.grad(mean, argnums)(*d),
+            "jacfwd": lambda: jax.jacfwd(none, argnums)(*d),
+            "hessian": lambda: jax.hessian(mean, argnums)(*d),
+            "vmap": lambda: jax.vmap(per_copy)(*stacked),
         }
+        return {t: each[t]() for t in which}
 
-    return call, jax.jit(transforms)
+    jitted = jax.jit(transforms, static_argnums=3)
+    untraceable: dict[str, Exception] = {}
+
+    def run(args, where, weights):
+        """Every transform's result or, for one that cannot be traced, its error."""
+        which = tuple(t for t in TRACED if t not in untraceable)
+        try:
+            return {**jitted(args, where, weights, which), **untraceable}
+        except Exception:
+            if untraceable:
+                raise
+            # Found once per form by tracing each transform alone: one that fails (forward
+            # mode through a custom_vjp) fails only its own cells; the others compile together.
+            for t in TRACED:
+                try:
+                    jax.eval_shape(lambda *a, t=t: transforms(*a, (t,)), args, where, weights)
+                except Exception as error:
+                    untraceable[t] = error
+            if not untraceable:
+                raise
+        return run(args, where, weights)
+
+    return call, run
 
 
 @functools.cache
@@ -137,7 +165,10 @@ def _outcome(name: str, variant_name: str, form_name: str, edge: str):
     if case.clean is not None:
         clean_args = tuple(_as_jax(a) for a in case.clean)
         clean = tuple(call(clean_args, where, weights, r) for r in ("none", "mean", "sum"))
-    to_np = functools.partial(jax.tree.map, lambda x: np.asarray(x, dtype=np.float64))
+    to_np = functools.partial(
+        jax.tree.map,
+        lambda x: x if isinstance(x, Exception) else np.asarray(x, dtype=np.float64),
+    )
     ndims = [case.args[i].ndim for i in diff] + [0] * len(variant.traced)
     return case, ndims, to_np(eager), to_np(traced), None if clean is None else to_np(clean)
 
@@ -208,6 +239,9 @@ def test_safety(name, variant, form, edge, transform):
         )
     case, ndims, eager, traced, clean = _outcome(name, variant, form, edge)
     what = f"{name}[{variant}] {form}/{edge} {transform}"
+    for needed in {"vmap": ("vmap", "grad")}.get(transform, (transform,)):
+        if isinstance(traced.get(needed), Exception):
+            raise traced[needed]
     # The example (row) axis of each derivative: axis 0 of an argument, none for an option.
     rows = [(0,) if n else () for n in ndims]
     if transform == "value":
