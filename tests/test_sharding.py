@@ -23,7 +23,7 @@ def test_multidevice_tests_pass_on_8_simulated_devices():
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-n", "0",
          "tests/multidevice"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
     )
