@@ -530,7 +530,10 @@ def poisson_nll_loss(
     valid = t >= 0
     _checks.value_check(checks, valid, "targets must be counts >= 0", t)
     if log_input:
-        loss = jnp.exp(p) - t * p
+        # A zero count at rate 0 (log-rate −inf) contributes 0 (0·log 0 = 0), not 0·(−inf):
+        # the double where keeps the −inf out of the value and of the gradient of t.
+        safe_p = jnp.where((t == 0) & (p == -jnp.inf), 0, p)
+        loss = jnp.exp(p) - t * safe_p
     else:
         loss = p - t * jnp.log(p + eps)
     if full:
