@@ -107,6 +107,7 @@ def absolute_error(
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
     reduction: str = "mean",
+    checks: bool = False,
 ) -> jax.Array:
     r"""Absolute error |p − t| elementwise; with the default reduction, the MAE (L1 loss).
 
@@ -123,6 +124,8 @@ def absolute_error(
       where: boolean mask broadcastable to ``predictions.shape``.
       weights: weights broadcastable to ``predictions.shape``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      checks: accepted for the common signature and ignored: every real value is a valid
+        prediction and target, so there is nothing to check.
 
     Returns:
       ``predictions.shape`` for ``"none"``, else a scalar.
@@ -159,6 +162,7 @@ def huber_loss(
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
     reduction: str = "mean",
+    checks: bool = False,
 ) -> jax.Array:
     r"""Huber loss: quadratic for small errors, linear (slope δ) for large ones.
 
@@ -178,6 +182,8 @@ def huber_loss(
       where: boolean mask broadcastable to ``predictions.shape``.
       weights: weights broadcastable to ``predictions.shape``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      checks: accepted for the common signature and ignored: every real value is a valid
+        prediction and target, so there is nothing to check.
 
     Returns:
       ``predictions.shape`` for ``"none"``, else a scalar.
@@ -208,6 +214,7 @@ def smooth_l1_loss(
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
     reduction: str = "mean",
+    checks: bool = False,
 ) -> jax.Array:
     r"""Smooth L1 loss: the Huber loss divided by its threshold, so its slope tends to 1.
 
@@ -228,6 +235,8 @@ def smooth_l1_loss(
       where: boolean mask broadcastable to ``predictions.shape``.
       weights: weights broadcastable to ``predictions.shape``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      checks: accepted for the common signature and ignored: every real value is a valid
+        prediction and target, so there is nothing to check.
 
     Returns:
       ``predictions.shape`` for ``"none"``, else a scalar.
@@ -265,6 +274,7 @@ def log_cosh(
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
     reduction: str = "mean",
+    checks: bool = False,
 ) -> jax.Array:
     r"""Log-cosh loss log(cosh(p − t)): about ½e² for small errors, |e| − log 2 for large.
 
@@ -283,6 +293,8 @@ def log_cosh(
       where: boolean mask broadcastable to ``predictions.shape``.
       weights: weights broadcastable to ``predictions.shape``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      checks: accepted for the common signature and ignored: every real value is a valid
+        prediction and target, so there is nothing to check.
 
     Returns:
       ``predictions.shape`` for ``"none"``, else a scalar.
@@ -321,6 +333,7 @@ def pinball_loss(
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
     reduction: str = "mean",
+    checks: bool = False,
 ) -> jax.Array:
     r"""Pinball (quantile) loss, whose minimiser is the ``quantile`` of the targets.
 
@@ -338,6 +351,8 @@ def pinball_loss(
       where: boolean mask broadcastable to ``predictions.shape``.
       weights: weights broadcastable to ``predictions.shape``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      checks: accepted for the common signature and ignored: every real value is a valid
+        prediction and target, so there is nothing to check.
 
     Returns:
       ``predictions.shape`` for ``"none"``, else a scalar.
@@ -515,7 +530,10 @@ def poisson_nll_loss(
     valid = t >= 0
     _checks.value_check(checks, valid, "targets must be counts >= 0", t)
     if log_input:
-        loss = jnp.exp(p) - t * p
+        # A zero count at rate 0 (log-rate −inf) contributes 0 (0·log 0 = 0), not 0·(−inf):
+        # the double where keeps the −inf out of the value and of the gradient of t.
+        safe_p = jnp.where((t == 0) & (p == -jnp.inf), 0, p)
+        loss = jnp.exp(p) - t * safe_p
     else:
         loss = p - t * jnp.log(p + eps)
     if full:

@@ -394,7 +394,218 @@ VALUES = Form(
 )
 
 
-FORMS = (LOGITS_INDEX, LOGITS_DIST, PROBS_INDEX, PROBS_DIST, PROBS, REGRESSION, SIGNED, VALUES)
+# Binary forms: each element is its own 0/1 problem.
+
+
+def _binary_labels(rng, shape):
+    return rng.integers(0, 2, shape)
+
+
+def _binary_inf_agree(args, rng):
+    """Logits of +inf on label 1 and -inf on label 0: the loss is exactly 0."""
+    return Case((np.where(args[1] == 1, np.inf, -np.inf), args[1]))
+
+
+def _binary_inf_disagree(args, rng):
+    """Row 1 has every logit infinite on the wrong side: +inf there, the rest finite."""
+    logits = args[0].copy()
+    logits[1] = np.where(args[1][1] == 1, -np.inf, np.inf)
+    return Case((logits, args[1]), expect="inf", inf_rows=(1,))
+
+
+def _binary_invalid(args):
+    labels = args[1].copy()
+    labels[1, 0] = 2
+    return (args[0], labels), 2
+
+
+BINARY_LOGITS = Form(
+    name="binary_logits",
+    make=lambda rng, rows, width: (
+        rng.normal(0.0, 2.0, (rows, width)),
+        _binary_labels(rng, (rows, width)),
+    ),
+    edges={
+        "base": lambda a, rng: Case(a),
+        "logits_1e4": lambda a, rng: Case((_pm_1e4(rng, a[0].shape), a[1])),
+        "logits_inf_agree": _binary_inf_agree,
+        "logits_inf_disagree": _binary_inf_disagree,
+    },
+    # 0/1 labels are integers: the masked rows get a far out-of-range label as poison.
+    index_labels=1,
+    invalid=_binary_invalid,
+    check_message="labels must be 0 or 1",
+    identical=lambda a: (np.where(a[1] == 1, np.inf, -np.inf), a[1]),
+)
+
+
+def _probs_exact(args, rng):
+    """Probabilities of exactly 0 and 1, on the right side in row 0 and the wrong one in 1."""
+    probs = args[1].astype(float)
+    probs[1] = 1.0 - probs[1]
+    return Case((probs, args[1]))
+
+
+BINARY_PROBS = Form(
+    name="binary_probs",
+    make=lambda rng, rows, width: (
+        rng.uniform(0.05, 0.95, (rows, width)),
+        _binary_labels(rng, (rows, width)),
+    ),
+    edges={
+        "base": lambda a, rng: Case(a),
+        # Exact 0 and 1 probabilities: the clamp at log = -100 keeps the wrong side finite.
+        "probs_0_1": _probs_exact,
+    },
+    index_labels=1,
+    invalid=_binary_invalid,
+    check_message="labels must be 0 or 1",
+    identical=lambda a: (a[1].astype(float), a[1]),
+)
+
+
+def _pair_inf_agree(args, rng):
+    a, b, labels = args
+    return Case((np.inf * labels, b, labels))
+
+
+def _pair_inf_disagree(args, rng):
+    a, b, labels = args
+    a = a.copy()
+    a[1] = -np.inf * labels[1]
+    return Case((a, b, labels), expect="inf", inf_rows=(1,))
+
+
+def _pair_invalid(args):
+    labels = args[2].copy()
+    labels[1, 0] = 0.0
+    return (args[0], args[1], labels), 0.0
+
+
+PAIR = Form(
+    name="pair",
+    make=lambda rng, rows, width: (
+        rng.normal(0.0, 2.0, (rows, width)),
+        rng.normal(0.0, 2.0, (rows, width)),
+        _signed_labels(rng, (rows, width)),
+    ),
+    edges={
+        "base": lambda a, rng: Case(a),
+        "scores_1e4": lambda a, rng: Case((_pm_1e4(rng, a[0].shape), a[1], a[2])),
+        # a = b: y·(a - b) = 0 sits on the kink of the default margin 0.
+        "tied": lambda a, rng: Case((a[1].copy(), a[1], a[2])),
+        "scores_inf_agree": _pair_inf_agree,
+        "scores_inf_disagree": _pair_inf_disagree,
+    },
+    invalid=_pair_invalid,
+    check_message="-1 or +1",
+)
+
+
+def _measure_make(rng, rows, width):
+    # Unnormalised: the target masses do not sum to 1.
+    return rng.normal(0.0, 1.0, (rows, width)), rng.exponential(1.0, (rows, width))
+
+
+def _measure_zeros(args, rng):
+    log_y, t = args
+    return Case((log_y, _zero_some(rng, t) * t.sum(axis=1, keepdims=True)))
+
+
+def _measure_neginf(args, rng):
+    """A zero predicted mass (log -inf) where the target is zero: finite."""
+    log_y, t = _measure_zeros(args, rng).args
+    return Case((_neginf_unused(rng, log_y, t > 0), t))
+
+
+def _measure_on_neginf(args, rng):
+    log_y, t = _measure_neginf(args, rng).args
+    log_y[1, np.argmax(t[1])] = -np.inf
+    return Case((log_y, t), expect="inf", inf_rows=(1,))
+
+
+MEASURE = Form(
+    name="measure",
+    make=_measure_make,
+    edges={
+        "base": lambda a, rng: Case(a),
+        "zero_targets": _measure_zeros,
+        "zero_measure": lambda a, rng: Case((a[0], np.zeros_like(a[1]))),
+        "neginf_unused": _measure_neginf,
+        "target_on_neginf": _measure_on_neginf,
+    },
+    class_args=(0, 1),
+    invalid=_dist_invalid,
+    check_message="targets must be >= 0",
+    identical=lambda a: (_log(a[1]), a[1]),
+)
+
+
+def _with(a: np.ndarray, index: tuple[int, ...], value: float) -> np.ndarray:
+    a = a.copy()
+    a[index] = value
+    return a
+
+
+GAUSSIAN = Form(
+    name="gaussian",
+    make=lambda rng, rows, width: (
+        rng.normal(0.0, 1.0, (rows, width)),
+        rng.normal(0.0, 1.0, (rows, width)),
+        rng.uniform(0.5, 2.0, (rows, width)),
+    ),
+    edges={
+        "base": lambda a, rng: Case(a),
+        "large": lambda a, rng: Case((_pm_1e4(rng, a[0].shape), _pm_1e4(rng, a[1].shape), a[2])),
+        "equal": lambda a, rng: Case((a[1].copy(), a[1], a[2])),
+        # Zero variance: clamped at eps in the value, the gradient passes through the clamp.
+        "zero_variance": lambda a, rng: Case((a[0], a[1], np.zeros_like(a[2]))),
+    },
+    invalid=lambda a: ((a[0], a[1], _with(a[2], (1, 0), -0.25)), -0.25),
+    check_message="variance must be >= 0",
+    identical=lambda a: (a[1].copy(), a[1], a[2]),
+)
+
+
+
+def _zero_rates(args, rng):
+    """Rate 0 (log-rate -inf) on zero counts: 0 log 0 = 0, a finite loss."""
+    log_rate, counts = args
+    counts = np.where(rng.uniform(size=counts.shape) < 0.5, 0.0, counts)
+    return Case((np.where(counts == 0, -np.inf, log_rate), counts))
+
+
+def _count_on_zero_rate(args, rng):
+    """Row 1 has positive counts at rate 0: +inf there, the rest finite."""
+    log_rate, counts = _zero_rates(args, rng).args
+    counts[1] = 3.0
+    log_rate[1] = -np.inf
+    return Case((log_rate, counts), expect="inf", inf_rows=(1,))
+
+
+POISSON = Form(
+    name="poisson",
+    make=lambda rng, rows, width: (
+        rng.normal(0.0, 1.0, (rows, width)),
+        rng.poisson(2.0, (rows, width)).astype(float),
+    ),
+    edges={
+        "base": lambda a, rng: Case(a),
+        "zero_counts": lambda a, rng: Case((a[0], np.zeros_like(a[1]))),
+        "zero_rates": _zero_rates,
+        "count_on_zero_rate": _count_on_zero_rate,
+    },
+    invalid=lambda a: ((a[0], _with(a[1], (1, 0), -1.0)), -1.0),
+    check_message="targets must be counts >= 0",
+    # log λ = log t is the minimiser of λ - t log λ (the -inf log-rate of a zero count too).
+    identical=lambda a: (_log(a[1]), a[1]),
+)
+
+
+FORMS = (
+    LOGITS_INDEX, LOGITS_DIST, PROBS_INDEX, PROBS_DIST, PROBS, REGRESSION, SIGNED, VALUES,
+    BINARY_LOGITS, BINARY_PROBS, PAIR, MEASURE, GAUSSIAN, POISSON,
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -538,6 +749,23 @@ def _vocab_sharded(static, logits, labels, arrays):
 # ---------------------------------------------------------------------------------------
 # The registry: one entry per public name of jaxloss.
 
+def _all_rows_inf(case: Case) -> Case:
+    """Binary label smoothing puts mass on both sides, so an infinite logit gives +inf."""
+    return dataclasses.replace(case, expect="inf", inf_rows=tuple(range(case.args[0].shape[0])))
+
+def _logits_1e3(args: Args, rng: np.random.Generator) -> Case:
+    """Logits of +-1e3, where a naive (1 - p)^gamma has an infinite derivative for gamma < 1."""
+    return Case((1e3 * rng.choice([-1.0, 1.0], size=args[0].shape), *args[1:]))
+
+_FOCAL_EDGES = {"logits_1e3": _logits_1e3}
+
+_FOCAL_INF_HESSIAN = (
+    "with a traced gamma and an infinite example, d/dx (d mean/d gamma) is NaN for every "
+    "example: forward mode through the infinite example's (1 - p_t)^gamma * CE forms 0 * inf, "
+    "and the sum over the batch carries it to the others (docs/numerics.md)"
+)
+
+
 _METRIC_EXPECT = {"label_on_neginf": _finite}
 # The margin as an array: traced, and differentiated like the scores.
 _ARRAY_MARGIN = (Variant(), Variant("array_margin", {"margin": 1.0}, traced=("margin",)))
@@ -636,6 +864,88 @@ REGISTRY: dict[str, Entry] = {
     "squared_error": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
     "squared_hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,), variants=_ARRAY_MARGIN),
     "vocab_parallel_softmax_cross_entropy": _VOCAB_PARALLEL,
+    "absolute_error": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
+    "binary_cross_entropy": Entry(forms=(BINARY_PROBS,), differentiable=(0, 1)),
+    "gaussian_nll_loss": Entry(forms=(GAUSSIAN,), differentiable=(0, 1, 2)),
+    "generalized_kl_divergence": Entry(forms=(MEASURE,), differentiable=(0, 1)),
+    "huber_loss": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
+    # Bounded by log 2: target mass on a -inf logit (q = 0) is finite, unlike KL.
+    "js_divergence": Entry(
+        forms=(LOGITS_DIST,), differentiable=(0, 1), expect={"label_on_neginf": _finite}
+    ),
+    "log_cosh": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
+    "margin_ranking_loss": Entry(forms=(PAIR,), differentiable=(0, 1)),
+    "multiclass_perceptron_loss": Entry(forms=(LOGITS_INDEX,), differentiable=(0,)),
+    # Labels are +-1: gradients with respect to the scores only, as for hinge_loss.
+    "perceptron_loss": Entry(
+        forms=(SIGNED,),
+        differentiable=(0,),
+        # Scores of 0: the kink of max(0, -y s).
+        extra_edges={"zero_scores": lambda a, rng: Case((np.zeros_like(a[0]), a[1]))},
+    ),
+    "pinball_loss": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
+    "poisson_nll_loss": Entry(
+        forms=(POISSON,),
+        differentiable=(0, 1),
+        variants=(
+            Variant(),
+            Variant(
+                "rates_full",
+                {"log_input": False, "full": True},
+                adapt=lambda a: (np.exp(a[0]), a[1]),
+                # The rate is given directly and log(rate + eps) is finite at rate 0.
+                expect={"count_on_zero_rate": _finite},
+            ),
+        ),
+    ),
+    "poly1_cross_entropy": Entry(forms=(LOGITS_INDEX, LOGITS_DIST), differentiable=(0, 1)),
+    "sigmoid_binary_cross_entropy": Entry(
+        forms=(BINARY_LOGITS,),
+        differentiable=(0, 1),
+        variants=(
+            Variant(),
+            Variant(
+                "smoothed",
+                {"label_smoothing": 0.1, "pos_weight": 2.0},
+                expect={"logits_inf_agree": _all_rows_inf},
+                identical_is_optimal=False,
+                traced=("label_smoothing",),
+            ),
+        ),
+    ),
+    "sigmoid_focal_loss": Entry(
+        forms=(BINARY_LOGITS,),
+        differentiable=(0, 1),
+        extra_edges=_FOCAL_EDGES,
+        variants=(
+            Variant(),
+            Variant("gamma_half", {"gamma": 0.5, "alpha": 0.25}, traced=("gamma", "alpha")),
+            Variant("gamma_0", {"gamma": 0.0}, traced=("gamma",)),
+        ),
+        xfail={
+            (variant, "binary_logits", "logits_inf_disagree", "hessian"): _FOCAL_INF_HESSIAN
+            for variant in ("gamma_half", "gamma_0")
+        },
+    ),
+    "smooth_l1_loss": Entry(
+        forms=(REGRESSION,),
+        differentiable=(0, 1),
+        # beta = 0 is exactly the absolute error, with a finite gradient.
+        variants=(Variant(), Variant("beta_0", {"beta": 0.0})),
+    ),
+    # One variant, to keep the matrix's compile time down: gamma = 0.5 traced (the default
+    # gamma = 2 runs the same code as a constant), and sigmoid_focal_loss sweeps gamma over
+    # 2, 0.5 and 0 through the same focal factor.
+    "softmax_focal_loss": Entry(
+        forms=(LOGITS_INDEX, LOGITS_DIST),
+        differentiable=(0, 1),
+        extra_edges=_FOCAL_EDGES,
+        variants=(Variant("gamma_half", {"gamma": 0.5, "alpha": 0.25}, traced=("gamma",)),),
+        xfail={
+            ("gamma_half", form, "label_on_neginf", "hessian"): _FOCAL_INF_HESSIAN
+            for form in ("logits_index", "logits_dist")
+        },
+    ),
 }
 
 

@@ -1,7 +1,8 @@
 """Property-based fuzzing: random shapes, dtypes, axes, options and masks against invariants.
 
 Invariants: KL >= 0, CE >= H and CE = KL + H (also with label smoothing, against the smoothed
-target, and with z-loss, against scipy's logsumexp); the reduction rule (sum of "none" =
+target, and with z-loss, against scipy's logsumexp); JS symmetric, between 0 and log 2 (log 2
+for disjoint supports) and equal to scipy's rel_entr form; the reduction rule (sum of "none" =
 "sum", mean x total weight = sum, 0 when nothing counts, masked entries 0) for every loss in
 the registry; and identical predictions and targets give the optimal value.
 
@@ -22,7 +23,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safety_cases import REGISTRY, Form, build, combos, function, lookup, takes_ignore_index
-from scipy.special import logsumexp
+from scipy.special import logsumexp, rel_entr
 
 import jaxloss
 
@@ -134,6 +135,90 @@ def test_cross_entropy_is_kl_plus_entropy(spec):
     assert np.all(ce - z >= h - tol), (ce, h)
     np.testing.assert_allclose(ce, kl + h + z, rtol=0, atol=tol.max())
     assert np.all(ce[~where] == 0) and np.all(kl[~where] == 0) and np.all(h[~where] == 0)
+    for g in grads:
+        assert np.isfinite(np.asarray(g, np.float64)).all()
+
+
+# ---------------------------------------------------------------------------------------
+# Jensen-Shannon: symmetric and bounded by log 2.
+
+
+@functools.partial(jax.jit, static_argnames=("axis",))
+def _js_both_ways(log_p, log_q, p, q, where, *, axis):
+    pq = jaxloss.js_divergence(log_q, p, axis=axis, where=where, reduction="none")
+    qp = jaxloss.js_divergence(log_p, q, axis=axis, where=where, reduction="none")
+    grads = jax.grad(
+        lambda z, t: jaxloss.js_divergence(z, t, axis=axis, where=where), argnums=(0, 1)
+    )(log_q, p)
+    return pq, qp, grads
+
+
+def _with_zeros(rng, p, fraction):
+    """Exact zeros, never on a row's largest probability (a row stays a distribution)."""
+    zero = (rng.uniform(size=p.shape) < fraction) & (p < p.max(-1, keepdims=True))
+    p = np.where(zero, 0.0, p)
+    return p / p.sum(-1, keepdims=True)
+
+
+@FUZZ
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
+    classes=st.integers(1, 6),
+    axis_draw=st.integers(0, 2),
+    dtype=st.sampled_from(sorted(DTYPES)),
+    zeros=st.floats(0.0, 0.6),
+    disjoint=st.booleans(),
+    masked=st.sampled_from(["none", "some", "all"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_js_divergence_is_symmetric_and_at_most_log_2(
+    shape, classes, axis_draw, dtype, zeros, disjoint, masked, seed
+):
+    """JS(p, q) = JS(q, p), 0 <= JS <= log 2, with log 2 exactly for disjoint supports.
+
+    Reference: scipy.special.rel_entr, JS = (rel_entr(p, m) + rel_entr(q, m)) / 2 summed over
+    the classes, m = (p + q) / 2.
+    """
+    rng = np.random.default_rng(seed)
+    batch, dtype = shape[:-1], DTYPES[dtype]
+    p = _with_zeros(rng, rng.dirichlet(np.ones(classes), batch), zeros)
+    q = _with_zeros(rng, rng.dirichlet(np.ones(classes), batch), zeros)
+    disjoint = disjoint and classes >= 2
+    if disjoint:
+        # Class 0 belongs to p, class 1 to q, the others to one of them at random.
+        side = rng.uniform(size=p.shape) < 0.5
+        side[..., 0], side[..., 1] = True, False
+        p, q = np.where(side, p + 0.1, 0.0), np.where(side, 0.0, q + 0.1)
+        p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+    # Round to the dtype first, so that the references see the library's inputs.
+    p = np.asarray(jnp.asarray(p, dtype), np.float64)
+    q = np.asarray(jnp.asarray(q, dtype), np.float64)
+    with np.errstate(divide="ignore"):
+        log_p, log_q = np.log(p), np.log(q)
+    where = {
+        "none": np.ones(batch, bool),
+        "some": rng.uniform(size=batch) < 0.5,
+        "all": np.zeros(batch, bool),
+    }[masked]
+
+    axis = axis_draw % len(shape)
+    move = functools.partial(np.moveaxis, source=-1, destination=axis)
+    pq, qp, grads = _js_both_ways(
+        *(jnp.asarray(move(a), dtype) for a in (log_p, log_q, p, q)), jnp.asarray(where),
+        axis=axis,
+    )
+    pq, qp = np.asarray(pq, np.float64), np.asarray(qp, np.float64)
+    # softmax(log q) is q renormalised after rounding: the reference uses the same q.
+    q_ref = q / q.sum(-1, keepdims=True)
+    m = (p + q_ref) / 2
+    want = np.where(where, 0.5 * np.sum(rel_entr(p, m) + rel_entr(q_ref, m), axis=-1), 0.0)
+    tol = _tolerance(dtype, np.log(2))
+    np.testing.assert_allclose(pq, want, rtol=0, atol=tol)
+    np.testing.assert_allclose(pq, qp, rtol=0, atol=tol)
+    assert np.all(pq >= -tol) and np.all(pq <= np.log(2) + tol), pq
+    if disjoint:
+        np.testing.assert_allclose(pq[where], np.log(2), rtol=0, atol=tol)
+    assert np.all(pq[~where] == 0) and np.all(qp[~where] == 0)
     for g in grads:
         assert np.isfinite(np.asarray(g, np.float64)).all()
 

@@ -288,3 +288,21 @@ def test_xfail_keys_name_real_cells():
             assert form in forms, (name, form)
             assert edge in edges(entry, forms[form], _takes_ignore_index(name)), (name, edge)
             assert transform in TRANSFORMS, (name, transform)
+
+
+def test_poisson_zero_count_at_zero_rate_is_zero():
+    """A zero count at rate 0 (log-rate -inf) has probability 1: its NLL is 0, not NaN.
+
+    Reference: scipy.stats.poisson.logpmf(0, 0) = 0, and logpmf(2, 1) = 2 log 1 - 1 - log 2!
+    for the finite neighbour (log t! is dropped with full=False).
+    """
+    from scipy import stats
+    from scipy.special import gammaln
+
+    log_rate = jnp.array([-jnp.inf, 0.0])
+    counts = jnp.array([0.0, 2.0])
+    want = -stats.poisson.logpmf([0, 2], [0.0, 1.0]) - gammaln(np.array([1.0, 3.0]))
+    got = jaxloss.poisson_nll_loss(log_rate, counts, reduction="none")
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
+    grads = jax.grad(jaxloss.poisson_nll_loss, argnums=(0, 1))(log_rate, counts)
+    assert all(np.isfinite(np.asarray(g)).all() for g in grads), grads
