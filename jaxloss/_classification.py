@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
@@ -29,40 +32,67 @@ def neg_log_softmax(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
     return lse_shifted[..., None] - shifted, lse_shifted + shift
 
 
-def _dense_value(targets: jax.Array, logits: jax.Array) -> tuple[jax.Array, ...]:
+def _dense_value(
+    targets: jax.Array, logits: jax.Array, relative: bool
+) -> tuple[jax.Array, ...]:
     shifted, lse_shifted, _ = log_partition(logits)
-    # The double where: 0·(−inf) is replaced before the product, so a class with t_c = 0
-    # contributes 0 even at a −inf logit (0·log 0 = 0) and no NaN reaches a derivative.
-    safe = jnp.where((targets == 0) & (shifted == -jnp.inf), 0, shifted)
-    value = jnp.sum(targets, axis=-1) * lse_shifted - jnp.sum(targets * safe, axis=-1)
-    return value, shifted, lse_shifted, safe
+    total = jnp.sum(targets, axis=-1)
+    if relative:
+        # KL = Σ_c t_c (log t_c − (z_c − m)) + (Σt)·lse in one pass over the classes. The
+        # double where: t_c = 0 contributes 0 (0·log 0 = 0, also at a −inf logit) and log
+        # never sees a 0, so no NaN reaches a derivative.
+        positive = targets > 0
+        log_t = jnp.log(jnp.where(positive, targets, 1))
+        per_class = jnp.where(
+            positive, targets * (log_t - jnp.where(positive, shifted, 0)), 0
+        )
+    else:
+        # The double where: 0·(−inf) is replaced before the product, so a class with t_c = 0
+        # contributes 0 even at a −inf logit (0·log 0 = 0) and no NaN reaches a derivative.
+        safe = jnp.where((targets == 0) & (shifted == -jnp.inf), 0, shifted)
+        per_class = -targets * safe
+    value = total * lse_shifted + jnp.sum(per_class, axis=-1)
+    return value, shifted, lse_shifted, total
 
 
-@jax.custom_jvp
-def dense_cross_entropy(targets: jax.Array, logits: jax.Array) -> jax.Array:
-    """Σ_c t_c·(−log softmax(z)_c) = (Σ_c t_c)·lse − Σ_c t_c·(z_c − m) over the last axis.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def dense_cross_entropy(targets: jax.Array, logits: jax.Array, relative: bool = False) -> jax.Array:
+    """Σ_c t_c·(−log softmax(z)_c) = (Σ_c t_c)·lse − Σ_c t_c·(z_c − m) over the last axis;
+    with ``relative=True`` the KL divergence Σ_c t_c·(log t_c − log softmax(z)_c).
 
-    Its derivative is written by hand, (Σt)·softmax(z) − t for the logits and −log q for the
-    targets, so that XLA fuses the gradient into one pass and keeps no (N, C) residual beyond
-    what it needs: half the temporary memory of autodiff through the masked form.
+    Its derivative is written by hand, (Σt)·softmax(z) − t for the logits and −log q (plus
+    log t + 1 for the KL) for the targets, so that XLA fuses the gradient into one pass and
+    keeps no (N, C) residual beyond what it needs: half the temporary memory of autodiff
+    through the masked form. A tangent that is known to be zero (the targets' under
+    ``jax.grad`` of the logits) costs nothing.
     """
-    return _dense_value(targets, logits)[0]
+    return _dense_value(targets, logits, relative)[0]
 
 
-@dense_cross_entropy.defjvp
-def _dense_cross_entropy_jvp(primals, tangents):
+def _dense_cross_entropy_jvp(relative, primals, tangents):
     targets, logits = primals
     d_targets, d_logits = tangents
-    value, shifted, lse_shifted, safe = _dense_value(targets, logits)
-    probs = jnp.exp(shifted - lse_shifted[..., None])
-    total = jnp.sum(targets, axis=-1, keepdims=True)
-    d_value = jnp.sum((total * probs - targets) * d_logits, axis=-1)
-    # −log q_c, taken as 0 where t_c = 0 at a −inf logit (its true value, +inf, would put
-    # NaN in the gradient; the class is impossible under both p and q).
-    impossible = (targets == 0) & (shifted == -jnp.inf)
-    neg_log_q = jnp.where(impossible, 0, lse_shifted[..., None] - safe)
-    d_value = d_value + jnp.sum(d_targets * neg_log_q, axis=-1)
+    value, shifted, lse_shifted, total = _dense_value(targets, logits, relative)
+    d_value = jnp.zeros_like(value)
+    if not isinstance(d_logits, SymbolicZero):
+        probs = jnp.exp(shifted - lse_shifted[..., None])
+        d_value = jnp.sum((total[..., None] * probs - targets) * d_logits, axis=-1)
+    if not isinstance(d_targets, SymbolicZero):
+        # −log q_c, taken as 0 where t_c = 0 at a −inf logit (its true value, +inf, would put
+        # NaN in the gradient; the class is impossible under both p and q).
+        impossible = (targets == 0) & (shifted == -jnp.inf)
+        d_per_class = jnp.where(impossible, 0, lse_shifted[..., None] - shifted)
+        if relative:
+            # d(t log t)/dt = log t + 1, taken as 0 at t = 0 (not −inf), as xlogx does.
+            positive = targets > 0
+            d_per_class = d_per_class + jnp.where(
+                positive, jnp.log(jnp.where(positive, targets, 1)) + 1, 0
+            )
+        d_value = d_value + jnp.sum(d_targets * d_per_class, axis=-1)
     return value, d_value
+
+
+dense_cross_entropy.defjvp(_dense_cross_entropy_jvp, symbolic_zeros=True)
 
 
 @loss_function
