@@ -334,21 +334,52 @@ def _smooth_binary(labels: jax.Array, label_smoothing: float | jax.Array) -> jax
     return labels * (1 - label_smoothing) + 0.5 * label_smoothing
 
 
-def _times_softplus(coefficient: jax.Array, z: jax.Array) -> jax.Array:
-    """c·softplus(z), with 0·softplus(+inf) = 0 and no NaN in any gradient."""
-    # softplus(z) = log(1 + e^z) is evaluated stably by jax.nn for every finite z.
-    # A zero coefficient on an infinite softplus is a term that is not there: 0, not NaN,
-    # and the replaced z keeps the inf out of the coefficient's gradient (the double where).
-    skip = (coefficient == 0) & (z == jnp.inf)
-    return jnp.where(skip, 0, coefficient * jax.nn.softplus(jnp.where(skip, 0, z)))
-
-
 def _sigmoid_cross_entropy(
     logits: jax.Array, labels: jax.Array, pos_weight: jax.Array | float = 1.0
 ) -> jax.Array:
     """−[w₊·y·log σ(x) + (1 − y)·log(1 − σ(x))], exact for logits of any magnitude, ±inf too."""
     # −log σ(x) = softplus(−x) and −log(1 − σ(x)) = softplus(x): no log of a rounded σ.
-    return _times_softplus(pos_weight * labels, -logits) + _times_softplus(1 - labels, logits)
+    return _softplus_pair(logits, pos_weight * labels, 1 - labels)
+
+
+@jax.custom_jvp
+def _softplus_pair(x: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """a·softplus(−x) + b·softplus(x) from one exp and one log1p, with 0·softplus(±inf) = 0.
+
+    softplus(±x) = max(±x, 0) + log1p(e^{−|x|}): the two share their transcendental part.
+    """
+    shared = jnp.log1p(jnp.exp(-jnp.abs(x)))
+    return _times(a, jnp.maximum(-x, 0) + shared) + _times(b, jnp.maximum(x, 0) + shared)
+
+
+def _times(coefficient: jax.Array, value: jax.Array) -> jax.Array:
+    """coefficient·value, with 0·inf = 0: a term with a zero coefficient is not there."""
+    # The double where keeps the inf out of the coefficient's gradient too.
+    skip = (coefficient == 0) & (value == jnp.inf)
+    return jnp.where(skip, 0, coefficient * jnp.where(skip, 0, value))
+
+
+def _softplus_pair_jvp(primals, tangents):
+    x, a, b = primals
+    dx, da, db = tangents
+    value = _softplus_pair(x, a, b)
+    d_value = jnp.zeros_like(value)
+    # The derivative is written out, (a + b)·σ(x) − a, rather than traced through max and
+    # |x|, whose kinks at 0 would give a second derivative of 0 there instead of σ'(0)·(a + b)
+    # (Newton's method from zero weights starts exactly at x = 0).
+    if not isinstance(dx, SymbolicZero):
+        d_value = d_value + ((a + b) * jax.nn.sigmoid(x) - a) * dx
+    # ∂/∂a = softplus(−x) and ∂/∂b = softplus(x), 0 where the term is absent, as in the value.
+    if not isinstance(da, SymbolicZero):
+        absent = (a == 0) & (x == -jnp.inf)
+        d_value = d_value + jnp.where(absent, 0, jax.nn.softplus(-x)) * da
+    if not isinstance(db, SymbolicZero):
+        absent = (b == 0) & (x == jnp.inf)
+        d_value = d_value + jnp.where(absent, 0, jax.nn.softplus(x)) * db
+    return value, d_value
+
+
+_softplus_pair.defjvp(_softplus_pair_jvp, symbolic_zeros=True)
 
 
 @loss_function

@@ -350,6 +350,46 @@ def test_sigmoid_bce_matches_optax_and_label_smoothing():
     )
 
 
+def test_sigmoid_bce_newton_step_from_zero_logits():
+    # Logistic regression by Newton's method (IRLS) starts from w = 0, where every logit is
+    # exactly 0 and the kinks of max(x, 0) and |x| sit. Closed forms: the gradient is
+    # Xᵀ((a + b)σ(Xw) − a)/n and the Hessian Xᵀ diag((a + b)σ'(Xw)) X/n, with a = w₊y and
+    # b = 1 − y, σ(0) = ½ and σ'(0) = ¼.
+    rng = np.random.default_rng(12)
+    features = rng.normal(size=(20, 3))
+    y = rng.uniform(size=20)
+    pw = 2.0
+
+    def loss(w):
+        return jaxloss.sigmoid_binary_cross_entropy(features @ w, y, pos_weight=pw)
+
+    w0 = jnp.zeros(3)
+    a, b = pw * y, 1 - y
+    np.testing.assert_allclose(
+        jax.grad(loss)(w0), features.T @ ((a + b) / 2 - a) / 20, rtol=1e-12, atol=1e-15
+    )
+    expected = features.T @ (((a + b) / 4)[:, None] * features) / 20
+    np.testing.assert_allclose(jax.hessian(loss)(w0), expected, rtol=1e-12)
+    np.testing.assert_allclose(jax.jacfwd(jax.grad(loss))(w0), expected, rtol=1e-12)
+
+
+def test_sigmoid_bce_gradients_in_labels_and_pos_weight():
+    x = np.array([-3.0, -0.5, 0.0, 0.5, 3.0, 40.0])
+    y = np.array([0.1, 0.9, 0.5, 0.3, 1.0, 0.0])
+    pw = np.array([1.5, 0.5, 2.0, 1.0, 3.0, 1.0])
+
+    def total(y, pw):
+        return jaxloss.sigmoid_binary_cross_entropy(x, y, pos_weight=pw, reduction="sum")
+
+    # ∂/∂y = w₊·softplus(−x) − softplus(x); ∂/∂w₊ = y·softplus(−x) (numpy's logaddexp).
+    sp_neg, sp_pos = np.logaddexp(0, -x), np.logaddexp(0, x)
+    d_y, d_pw = jax.grad(total, argnums=(0, 1))(y, pw)
+    np.testing.assert_allclose(d_y, pw * sp_neg - sp_pos, rtol=1e-12)
+    np.testing.assert_allclose(d_pw, y * sp_neg, rtol=1e-12)
+    # Forward mode agrees with reverse mode.
+    np.testing.assert_allclose(jax.jacfwd(total)(y, pw), d_y, rtol=1e-12)
+
+
 def test_pos_weight_scales_the_positive_term_only():
     x = np.array([[0.5, -1.0], [2.0, 0.0]])
     y = np.array([[1, 0], [1, 1]])
