@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
@@ -144,13 +145,32 @@ def absolute_error(
     return finish(_abs(p - t), mask, weights, reduction)
 
 
+@jax.custom_jvp
 def _huber(error: jax.Array, delta: jax.Array | float) -> jax.Array:
     """Huber's ρ_δ(e): ½e² for |e| ≤ δ, δ(|e| − ½δ) beyond, without branches."""
-    abs_error = _abs(error)
-    # Splitting |e| into its part inside [0, δ] and the rest keeps one smooth expression,
-    # so the gradient is e inside and δ·sign(e) outside with no where() over both branches.
+    abs_error = jnp.abs(error)
+    # Splitting |e| into its part inside [0, δ] and the rest keeps one smooth expression.
     inside = jnp.minimum(abs_error, delta)
     return 0.5 * jnp.square(inside) + delta * (abs_error - inside)
+
+
+def _huber_jvp(primals, tangents):
+    error, delta = primals
+    d_error, d_delta = tangents
+    value = _huber(error, delta)
+    d_value = jnp.zeros_like(value)
+    # ∂ρ/∂e = clip(e, −δ, δ), one elementwise pass fused with the backward pass instead of
+    # autodiff through |e|, min and the products (0 at e = 0, as for absolute_error).
+    if not isinstance(d_error, SymbolicZero):
+        d_value = d_value + jnp.clip(error, -delta, delta) * d_error
+    # ∂ρ/∂δ = |e| − min(|e|, δ): 0 inside, |e| − δ beyond.
+    if not isinstance(d_delta, SymbolicZero):
+        abs_error = jnp.abs(error)
+        d_value = d_value + (abs_error - jnp.minimum(abs_error, delta)) * d_delta
+    return value, d_value
+
+
+_huber.defjvp(_huber_jvp, symbolic_zeros=True)
 
 
 @loss_function
