@@ -95,6 +95,51 @@ def _dense_cross_entropy_jvp(relative, primals, tangents):
 dense_cross_entropy.defjvp(_dense_cross_entropy_jvp, symbolic_zeros=True)
 
 
+def _index_value(
+    logits: jax.Array, labels: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    dtype = compute_dtype(logits)
+    # The max and the gather are exact in the logits' own dtype; taking them before the cast
+    # lets a half-precision cast fuse into the exp instead of storing a float32 copy.
+    shift = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)).astype(dtype)
+    exps = jnp.exp(logits.astype(dtype) - shift)
+    total = jnp.sum(exps, axis=-1)
+    lse_shifted = jnp.log(total)
+    label_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
+    # −log q_y = log Σ exp(z − m) − (z_y − m): two small numbers, no cancellation at ±1e4.
+    nll = lse_shifted - (label_logit.astype(dtype) - shift[..., 0])
+    return nll, lse_shifted + shift[..., 0], exps, total
+
+
+@jax.custom_jvp
+def index_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(−log softmax(z)_y, logsumexp(z)) over the last axis, for integer labels in range.
+
+    The derivative is written by hand, softmax(z) − onehot(y) and softmax(z), with the one-hot
+    as a comparison with the class index: the backward pass is one elementwise pass that
+    reuses the forward's exponentials, with no scatter and no (N, C) one-hot array.
+    """
+    return _index_value(logits, labels)[:2]
+
+
+def _index_cross_entropy_jvp(primals, tangents):
+    logits, labels = primals
+    d_logits, _ = tangents  # integer labels have no tangent
+    nll, lse, exps, total = _index_value(logits, labels)
+    if isinstance(d_logits, SymbolicZero):
+        return (nll, lse), (jnp.zeros_like(nll), jnp.zeros_like(lse))
+    # q from the stored exponentials: one multiply instead of a second exp per logit.
+    probs = exps * (1 / total)[..., None]
+    d = d_logits.astype(probs.dtype)
+    classes = jax.lax.broadcasted_iota(labels.dtype, logits.shape, logits.ndim - 1)
+    d_lse = jnp.sum(probs * d, axis=-1)
+    d_nll = d_lse - jnp.sum(jnp.where(classes == labels[..., None], d, 0), axis=-1)
+    return (nll, lse), (d_nll, d_lse)
+
+
+index_cross_entropy.defjvp(_index_cross_entropy_jvp, symbolic_zeros=True)
+
+
 @loss_function
 def softmax_cross_entropy(
     logits: ArrayLike,
@@ -189,7 +234,6 @@ def softmax_cross_entropy(
             )
         class_weights = class_weights.astype(x.dtype)
     logits = x.predictions
-    shifted, lse_shifted, shift = log_partition(logits)
     valid, labels = x.label_validity(ignore_index if x.is_index else None)
     smoothing = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
     mask = x.mask
@@ -202,9 +246,9 @@ def softmax_cross_entropy(
             x.labels,
         )
         mask = mask & (x.labels != ignore_index)
-        # Gather from the raw logits, then shift: no (N, C) intermediate, and no precision loss.
-        label_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
-        loss = lse_shifted - (label_logit - shift)
+        # In the caller's dtype unless smoothing also differentiates the logits: the two
+        # gradients must meet in float32, not each be rounded to half precision first.
+        loss, lse = index_cross_entropy(logits if smoothing else x.inputs, labels)
         if class_weights is not None:
             # Under explicit sharding a gather must be told its output sharding: the labels'.
             denominators = class_weights.at[labels].get(out_sharding=jax.typeof(labels).sharding)
@@ -231,9 +275,13 @@ def softmax_cross_entropy(
         if class_weights is not None:
             targets = targets * jnp.broadcast_to(class_weights, targets.shape)
         loss = dense_cross_entropy(targets, logits)
+        lse = None
 
     if not (isinstance(z_loss, (int, float)) and z_loss == 0):
-        loss = loss + z_loss * jnp.square(lse_shifted + shift)
+        if lse is None:
+            _, lse_shifted, shift = log_partition(logits)
+            lse = lse_shifted + shift
+        loss = loss + z_loss * jnp.square(lse)
     loss = jnp.where(valid, loss, jnp.nan)
     return finish(loss, mask, x.weights, reduction, denominators)
 

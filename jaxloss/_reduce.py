@@ -159,9 +159,10 @@ class Prepared:
         self.mask, self.weights = prepare(where, weights, self.example_shape, reduction)
         self.dtype = compute_dtype(predictions) if is_index else compute_dtype(predictions, labels)
         self.is_index = is_index
-        self.predictions = jnp.moveaxis(
-            sanitize(predictions, self.mask, 0, ax).astype(self.dtype), ax, -1
-        )
+        # ``inputs`` keeps the caller's dtype (a half-precision max or gather is exact and
+        # lets the cast fuse into what follows); ``predictions`` is in the compute dtype.
+        self.inputs = jnp.moveaxis(sanitize(predictions, self.mask, 0, ax), ax, -1)
+        self.predictions = self.inputs.astype(self.dtype)
         if is_index:
             self.labels = sanitize(labels, self.mask, 0)
         else:
