@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -12,41 +11,7 @@ from jax.typing import ArrayLike
 from jaxloss import _checks
 from jaxloss._jit import loss_function
 from jaxloss._reduce import Prepared, finish
-
-AxisName = str | tuple[str, ...]
-
-
-def _shard_count(axis_name: Any) -> int:
-    """The number of vocabulary shards: the size of the bound mesh axis (or axes)."""
-    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise TypeError(
-            "axis_name must be a mesh axis name (a str) or a tuple of them; "
-            f"received {axis_name!r}."
-        )
-    try:
-        return jax.lax.axis_size(axis_name)
-    except NameError as e:
-        raise ValueError(
-            f"axis_name={axis_name!r} is not bound: call vocab_parallel_softmax_cross_entropy "
-            "inside jax.shard_map over a mesh with that axis, with the logits' last axis "
-            f"sharded over it (in_specs=P(..., {axis_name!r}))."
-        ) from e
-
-
-def _varying_axes(x: jax.Array) -> frozenset[str]:
-    """The manual mesh axes over which ``x`` differs between devices (empty without check_vma)."""
-    aval = jax.typeof(x)
-    mat = getattr(aval, "mat", None)
-    return frozenset(mat.varying) if mat is not None else frozenset(getattr(aval, "vma", ()))
-
-
-def _vary_over(axes: frozenset[str], x: jax.Array | None) -> jax.Array | None:
-    """Marks ``x`` as varying over ``axes``, so custom_vjp cotangents match the primal types."""
-    if x is None:
-        return None
-    missing = tuple(sorted(axes - _varying_axes(x)))
-    return jax.lax.pcast(x, missing, to="varying") if missing else x
+from jaxloss._shard_map import AxisName, shard_count, tracks_variance, vary_over, varying_axes
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -250,7 +215,10 @@ def vocab_parallel_softmax_cross_entropy(
       Müller, Kornblith and Hinton, "When does label smoothing help?", NeurIPS 2019.
       Chowdhery et al., "PaLM: Scaling Language Modeling with Pathways", 2022 (z-loss).
     """
-    shards = _shard_count(axis_name)
+    shards = shard_count(
+        axis_name, "vocab_parallel_softmax_cross_entropy",
+        f"the logits' last axis sharded over it (in_specs=P(..., {axis_name!r}))",
+    )
     x = Prepared(
         "logits", logits, "labels", labels,
         axis=-1, where=where, weights=weights, reduction=reduction,
@@ -273,14 +241,12 @@ def vocab_parallel_softmax_cross_entropy(
     smoothing = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
     mask = x.mask
     first = jax.lax.axis_index(axis_name) * local_classes
-    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
-    # axis_index always varies over its axis when shard_map tracks variance (check_vma=True).
-    tracked = set(names) <= _varying_axes(first)
+    tracked = tracks_variance(axis_name)
     # Every input of the custom_vjp must vary over the same mesh axes, or its per-device
     # cotangents would not match the primal types under check_vma.
     inputs = (first, x.predictions, x.labels, class_weights)
-    axes = frozenset().union(*(_varying_axes(a) for a in inputs if a is not None))
-    vary = functools.partial(_vary_over, axes)
+    axes = frozenset().union(*(varying_axes(a) for a in inputs if a is not None))
+    vary = functools.partial(vary_over, axes)
 
     if x.is_index:
         valid = (x.labels >= 0) & (x.labels < num_classes)
@@ -336,3 +302,4 @@ def vocab_parallel_softmax_cross_entropy(
         loss = loss + z_loss * jnp.square(terms["lse"])
     loss = jnp.where(valid, loss, jnp.nan)
     return finish(loss, mask, x.weights, reduction, denominators)
+
