@@ -109,6 +109,10 @@ CASES: dict[str, Callable[[np.random.Generator], Inputs] | str] = {
     "softmax_cross_entropy": _cross_entropy,
     "squared_error": lambda rng: ((_normal(rng, BATCH, 3), _normal(rng, BATCH, 3)), {}),
     "squared_hinge_loss": lambda rng: ((_normal(rng, BATCH, 3), _signs(rng)), {}),
+    "vocab_parallel_linear_softmax_cross_entropy": (
+        "shards the vocabulary inside shard_map: "
+        "tests/multidevice/test_vocab_parallel_linear.py"
+    ),
     "vocab_parallel_softmax_cross_entropy": (
         "shards the vocabulary inside shard_map: tests/multidevice/test_vocab_parallel.py"
     ),
@@ -242,3 +246,4 @@ def test_batch_sharded_equals_one_device(name, axis_type):
             if reduction == "none":
                 batch = NamedSharding(mesh, P("batch"))
                 assert out.sharding.is_equivalent_to(batch, out.ndim), out.sharding
+
