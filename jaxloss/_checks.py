@@ -118,12 +118,16 @@ def label_shape(
         )
 
 
-def whole_class_axis(name: str, x: jax.Array, ax: int) -> None:
+def whole_class_axis(
+    name: str, x: jax.Array, ax: int,
+    alternative: str = "jaxloss.vocab_parallel_softmax_cross_entropy",
+) -> None:
     """Raises if the class axis ``ax`` of ``x`` is sharded over explicit mesh axes.
 
     A loss that picks each example's label entry along the class axis (a gather) cannot do
     so on a sharded class axis without gathering the classes, which explicit sharding leaves
-    to the user; JAX would raise a ShardingTypeError from deep inside the loss.
+    to the user; JAX would raise a ShardingTypeError from deep inside the loss. The error
+    suggests ``alternative``, the loss that works on the sharded classes in ``shard_map``.
     """
     sharding = getattr(jax.typeof(x), "sharding", None)
     spec = getattr(sharding, "spec", None)
@@ -141,8 +145,7 @@ def whole_class_axis(name: str, x: jax.Array, ax: int) -> None:
         f"{name} must have its class axis (axis {ax}) whole on each device; received it "
         f"sharded over the mesh axis {spec[ax]!r} (sharding spec {spec}). Reshard it to "
         f"replicate the class axis, e.g. jax.sharding.reshard({name}, {replicated}), or, for "
-        "a vocabulary too large to gather, use jaxloss.vocab_parallel_softmax_cross_entropy "
-        "inside jax.shard_map."
+        f"a vocabulary too large to gather, use {alternative} inside jax.shard_map."
     )
 
 

@@ -506,6 +506,14 @@ def linear_loss(
     use_z = not (isinstance(z_loss, (int, float)) and z_loss == 0)
     label_smoothing = jnp.asarray(_checks.hyperparameter(label_smoothing, dtype), dtype)
     z_loss = jnp.asarray(_checks.hyperparameter(z_loss, dtype), dtype)
+    if axis_name is None:
+        # Each chunk's logits need every class: a vocabulary sharded over explicit mesh axes
+        # would fail deep inside, at the gather of the label's logit.
+        for name, array in (("weight", weight), ("bias", bias), ("class_weights", class_weights)):
+            if array is not None:
+                _checks.whole_class_axis(
+                    name, array, 0, "jaxloss.vocab_parallel_linear_softmax_cross_entropy"
+                )
 
     # Masked tokens become zeros before the matmul: their NaN or inf never reaches a gradient.
     inputs = sanitize(inputs, mask, 0, axis=-1)

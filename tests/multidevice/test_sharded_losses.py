@@ -297,3 +297,18 @@ def test_a_sharded_class_axis_is_fine_where_nothing_is_gathered():
                        (jaxloss.softmax_cross_entropy, (logits, targets))):
         placed = [jax.device_put(a, classes if a.ndim == 2 else rows) for a in args]
         np.testing.assert_allclose(loss(*placed), loss(*args), rtol=1e-6, err_msg=loss.__name__)
+
+
+@needs_8_devices
+def test_linear_cross_entropy_on_a_vocabulary_sharded_weight_says_what_to_use():
+    rng = np.random.default_rng(2)
+    inputs, labels = _normal(rng, BATCH, 4), _index(rng)
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
+    weight = jax.device_put(_normal(rng, 8, 4), NamedSharding(mesh, P("model", None)))
+    message = (
+        r"weight must have its class axis \(axis 0\) whole on each device; received it sharded "
+        r"over the mesh axis 'model' .*jax\.sharding\.reshard\(weight, P\(None, None\)\).*"
+        r"use jaxloss\.vocab_parallel_linear_softmax_cross_entropy inside jax\.shard_map"
+    )
+    with pytest.raises(ValueError, match=message):
+        jaxloss.linear_softmax_cross_entropy(inputs, weight, labels)
