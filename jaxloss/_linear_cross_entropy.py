@@ -33,7 +33,14 @@ from jax.typing import ArrayLike
 from jaxloss import _checks
 from jaxloss._jit import loss_function
 from jaxloss._reduce import compute_dtype, finish, prepare, sanitize
-from jaxloss._shard_map import AxisName, shard_count, tracks_variance, vary_over, varying_axes
+from jaxloss._shard_map import (
+    AxisName,
+    axis_names,
+    shard_count,
+    tracks_variance,
+    vary_over,
+    varying_axes,
+)
 
 # Logit elements per chunk when chunk_size is not given: 2**24 is 64 MiB in float32, small next
 # to the N×V logits of a large vocabulary and large enough for efficient matrix products.
@@ -553,8 +560,7 @@ def linear_loss(
         # weights get gradients that are the same on every device of the vocabulary axis.
         arrays = (position, inputs, weight, bias, class_weights, mask, sample_weights)
         local = frozenset().union(*(varying_axes(a) for a in arrays if a is not None))
-        replicated = local - frozenset(axis_name if isinstance(axis_name, tuple)
-                                       else (axis_name,))
+        replicated = local - frozenset(axis_names(axis_name))
 
     num_tokens = math.prod(example_shape)
     chunk = chunk_size or _auto_chunk(num_tokens, local_classes)
@@ -569,13 +575,11 @@ def linear_loss(
         x = jnp.pad(x, [(0, padding)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
         return x.reshape((n_chunks, chunk) + x.shape[1:])
 
-    def vary(axes: frozenset[str], x: jax.Array | None) -> jax.Array | None:
-        return vary_over(axes, x) if axis_name is not None else x
-
+    # On one device (and without check_vma) both sets of axes are empty: nothing is marked.
     params = _Params(
-        vary(local, chunked(inputs, 0)), vary(local, weight), vary(local, bias),
-        vary(local, class_weights), vary(replicated, label_smoothing),
-        vary(replicated, z_loss),
+        vary_over(local, chunked(inputs, 0)), vary_over(local, weight), vary_over(local, bias),
+        vary_over(local, class_weights), vary_over(replicated, label_smoothing),
+        vary_over(replicated, z_loss),
     )
     chunk_labels = _Labels(
         # Padding tokens hold no label: position −1 matches no class.
@@ -600,7 +604,7 @@ def linear_loss(
         return chunked(x, fill).reshape(-1)
 
     return _fused_sum(spec)(
-        params, vary(replicated, flat(w, 0)), chunk_labels, class_total,
+        params, vary_over(replicated, flat(w, 0)), chunk_labels, class_total,
         flat(keep, False), flat(valid, True),
     )
 
