@@ -25,7 +25,10 @@ from jaxloss._margin import (
     squared_hinge_loss,
 )
 from jaxloss._metrics import accuracy, classification_error
-from jaxloss._parallel import vocab_parallel_softmax_cross_entropy
+from jaxloss._parallel import (
+    vocab_parallel_linear_softmax_cross_entropy,
+    vocab_parallel_softmax_cross_entropy,
+)
 from jaxloss._reduce import reduce
 from jaxloss._regression import (
     absolute_error,
@@ -70,5 +73,6 @@ __all__ = [
     "softmax_focal_loss",
     "squared_error",
     "squared_hinge_loss",
+    "vocab_parallel_linear_softmax_cross_entropy",
     "vocab_parallel_softmax_cross_entropy",
 ]

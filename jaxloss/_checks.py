@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
+from jax.sharding import AxisType
 
 REDUCTIONS = ("none", "sum", "mean")
 
@@ -115,6 +116,37 @@ def label_shape(
             f"{labels_name} ({form}) must have shape {expected} for {pred_name} of shape "
             f"{predictions.shape} with axis={ax}; received {labels.shape}."
         )
+
+
+def whole_class_axis(
+    name: str, x: jax.Array, ax: int,
+    alternative: str = "jaxloss.vocab_parallel_softmax_cross_entropy",
+) -> None:
+    """Raises if the class axis ``ax`` of ``x`` is sharded over explicit mesh axes.
+
+    A loss that picks each example's label entry along the class axis (a gather) cannot do
+    so on a sharded class axis without gathering the classes, which explicit sharding leaves
+    to the user; JAX would raise a ShardingTypeError from deep inside the loss. The error
+    suggests ``alternative``, the loss that works on the sharded classes in ``shard_map``.
+    """
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is None or ax >= len(spec) or spec[ax] is None:
+        return
+    mesh = sharding.mesh
+    types = dict(zip(mesh.axis_names, mesh.axis_types, strict=True))
+    names = spec[ax] if isinstance(spec[ax], tuple) else (spec[ax],)
+    if not any(types.get(n) == AxisType.Explicit for n in names):
+        return
+    entries = list(spec) + [None] * (x.ndim - len(spec))
+    entries[ax] = None
+    replicated = "P(" + ", ".join(repr(e) for e in entries) + ")"
+    raise ValueError(
+        f"{name} must have its class axis (axis {ax}) whole on each device; received it "
+        f"sharded over the mesh axis {spec[ax]!r} (sharding spec {spec}). Reshard it to "
+        f"replicate the class axis, e.g. jax.sharding.reshard({name}, {replicated}), or, for "
+        f"a vocabulary too large to gather, use {alternative} inside jax.shard_map."
+    )
 
 
 def broadcastable(name: str, x: jax.Array, shape: tuple[int, ...]) -> None:

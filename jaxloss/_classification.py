@@ -333,7 +333,7 @@ def brier_score(
     """
     x = Prepared(
         "probs", probs, "labels", labels,
-        axis=axis, where=where, weights=weights, reduction=reduction,
+        axis=axis, where=where, weights=weights, reduction=reduction, gathers="never",
     )
     valid, labels = x.label_validity()
     if x.is_index:
@@ -775,9 +775,10 @@ def softmax_focal_loss(
       ICCV 2017.
     """
     _checks.nonnegative("gamma", gamma)
+    # Both label forms gather: the log-probabilities are shifted by the argmax logit.
     x = Prepared(
         "logits", logits, "labels", labels,
-        axis=axis, where=where, weights=weights, reduction=reduction,
+        axis=axis, where=where, weights=weights, reduction=reduction, gathers="always",
     )
     gamma = _checks.hyperparameter(gamma, x.dtype)
     z = x.predictions

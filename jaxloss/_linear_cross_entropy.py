@@ -11,6 +11,13 @@ scalar times a fixed array: the forward pass computes the gradients (three matri
 chunk, no recomputation) and the backward pass only scales them. For ``"none"`` the per-token
 cotangent is only known in the backward pass, so the forward pass saves the log-sum-exp of each
 token and the backward pass recomputes the logits chunk by chunk.
+
+Inside ``jax.shard_map`` the same computation runs with the vocabulary split over a mesh axis
+(``vocab_parallel_linear_softmax_cross_entropy``): each device holds some rows of the weight,
+computes its chunk×V_local block of logits, and the per-token sums over the vocabulary (the
+max, the sum of exponentials, the label's logit, the smoothing sums) are combined across
+devices with one ``pmax`` and one ``psum`` of per-token numbers per chunk. The logits are never
+communicated, and the backward pass of ``"none"`` needs no communication either.
 """
 
 from __future__ import annotations
@@ -26,6 +33,14 @@ from jax.typing import ArrayLike
 from jaxloss import _checks
 from jaxloss._jit import loss_function
 from jaxloss._reduce import compute_dtype, finish, prepare, sanitize
+from jaxloss._shard_map import (
+    AxisName,
+    axis_names,
+    shard_count,
+    tracks_variance,
+    vary_over,
+    varying_axes,
+)
 
 # Logit elements per chunk when chunk_size is not given: 2**24 is 64 MiB in float32, small next
 # to the N×V logits of a large vocabulary and large enough for efficient matrix products.
@@ -38,23 +53,46 @@ class _Spec(NamedTuple):
     """Static configuration of one fused computation."""
 
     chunk: int
-    num_classes: int
+    num_classes: int  # over the whole vocabulary, every shard together
     softcap: float | None
     smoothing: bool
     use_z: bool
     dtype: Any  # accumulation dtype: float32, or float64 for float64 inputs
     mm_dtype: Any  # the inputs' dtype, in which the gradient matmuls read their operands
+    axis_name: AxisName | None = None  # the mesh axis that splits the vocabulary, if any
+    tracked: bool = True  # whether shard_map tracks variance across devices (check_vma)
 
 
 class _Params(NamedTuple):
     """The differentiable inputs; ``bias`` and ``class_weights`` may be None."""
 
     inputs: jax.Array  # (n_chunks, chunk, D)
-    weight: jax.Array  # (V, D)
+    weight: jax.Array  # (V, D): this device's rows when the vocabulary is split
     bias: jax.Array | None  # (V,)
     class_weights: jax.Array | None  # (V,), in the accumulation dtype
     label_smoothing: jax.Array  # scalar, in the accumulation dtype
     z_loss: jax.Array  # scalar, in the accumulation dtype
+
+
+class _Labels(NamedTuple):
+    """What the chunks need to know of the labels; not differentiated.
+
+    ``position`` is the label's row in this device's ``weight``, or −1 where another device
+    owns it (on one device, the label itself). ``weight`` is the class weight of the label,
+    c_y, over the whole vocabulary (None without class weights); its derivative with respect
+    to the class weights is part of the loss's own gradient.
+    """
+
+    position: jax.Array  # (n_chunks, chunk) int32
+    weight: jax.Array | None  # (n_chunks, chunk), in the accumulation dtype
+
+
+def _pmax(spec: _Spec, x: jax.Array) -> jax.Array:
+    return x if spec.axis_name is None else lax.pmax(x, spec.axis_name)
+
+
+def _psum(spec: _Spec, x: Any) -> Any:
+    return x if spec.axis_name is None else lax.psum(x, spec.axis_name)
 
 
 def _auto_chunk(num_tokens: int, num_classes: int) -> int:
@@ -81,45 +119,63 @@ def _logits(spec: _Spec, p: _Params, xc: jax.Array) -> tuple[jax.Array, jax.Arra
 
 
 def _terms(
-    spec: _Spec, p: _Params, z: jax.Array, yc: jax.Array, lse: jax.Array | None = None
+    spec: _Spec,
+    p: _Params,
+    z: jax.Array,
+    labels: _Labels,
+    class_total: jax.Array | None,
+    lse: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Per-token pieces of the loss from one chunk's logits ``z`` (chunk, V).
 
     Returns the log-sum-exp ``lse``, the probabilities ``q``, ``nlq_y`` = −log q_y, the label
     term ``a`` = c_y·(−log q_y), the smoothing term ``s`` = Σ_k c_k (−log q_k) / V, the loss,
-    and ``shifted``, ``lse_shifted`` with −log q = lse_shifted − shifted. With ``lse`` given
-    (the backward pass) the logits are shifted by it and need no reduction.
+    and ``shifted``, ``lse_shifted`` with −log q = lse_shifted − shifted. ``class_total`` is
+    Σ_k c_k over the whole vocabulary. With the vocabulary split, the sums over classes are
+    combined across devices (``lse``, ``nlq_y``, ``a``, ``s`` and the loss are then global)
+    and ``q``, ``shifted`` cover this device's classes.
+
+    With ``lse`` given (the backward pass) the logits are shifted by it and nothing is
+    reduced or communicated: only ``lse``, ``q``, ``shifted``, ``lse_shifted`` and ``nlq_y``
+    are returned, the last one exact on the device that owns the label (0 elsewhere), the
+    only one that reads it.
     """
-    if lse is None:
-        # The max shift keeps exp from overflowing; −log q is then lse_shifted − shifted, a
-        # difference of small numbers, so large logits lose no precision to the cancellation.
-        shift = jnp.max(z, axis=-1, keepdims=True)
-        shifted = z - shift
-        e = jnp.exp(shifted)
-        total = jnp.sum(e, axis=-1, keepdims=True)
-        lse_shifted = jnp.log(total)
-        lse = (lse_shifted + shift)[:, 0]
-        # q from the same exponentials: one exp per logit instead of two.
-        q = e / total
-    else:
+    owns = labels.position >= 0
+    index = jnp.where(owns, labels.position, 0)[:, None]
+    if lse is not None:
         shifted = z - lse[:, None]
-        lse_shifted = jnp.zeros_like(lse)[:, None]
-        q = jnp.exp(shifted)
-    nlq_y = (lse_shifted - jnp.take_along_axis(shifted, yc[:, None], axis=-1))[:, 0]
-    a = nlq_y if p.class_weights is None else p.class_weights[yc] * nlq_y
+        label = jnp.where(owns, jnp.take_along_axis(shifted, index, axis=-1)[:, 0], 0)
+        return {"lse": lse, "q": jnp.exp(shifted), "nlq_y": -label, "shifted": shifted,
+                "lse_shifted": jnp.zeros_like(lse)[:, None]}
+    # The max shift keeps exp from overflowing; −log q is then lse_shifted − shifted, a
+    # difference of small numbers, so large logits lose no precision to the cancellation.
+    # Its gradient is stopped (it cancels exactly): forward mode over this rule (jax.hessian)
+    # would otherwise differentiate pmax, which has no derivative rule.
+    shift = _pmax(spec, lax.stop_gradient(jnp.max(z, axis=-1)))[:, None]
+    shifted = z - shift
+    e = jnp.exp(shifted)
+    # Only the owner of the label contributes its shifted logit; the psum hands it to all.
+    local = {"sum_exp": jnp.sum(e, axis=-1),
+             "label": jnp.where(owns, jnp.take_along_axis(shifted, index, axis=-1)[:, 0], 0)}
+    if spec.smoothing:
+        per_class = shifted if p.class_weights is None else p.class_weights[None, :] * shifted
+        local["smooth"] = jnp.sum(per_class, axis=-1)
+    # One all-reduce of per-token numbers per chunk: the logits never leave the device.
+    total = _psum(spec, local)
+    lse_shifted = jnp.log(total["sum_exp"])[:, None]
+    lse = (lse_shifted + shift)[:, 0]
+    # q from the same exponentials: one exp per logit instead of two.
+    q = e / total["sum_exp"][:, None]
+    nlq_y = lse_shifted[:, 0] - total["label"]
+    a = nlq_y if labels.weight is None else labels.weight * nlq_y
     out = {"lse": lse, "q": q, "nlq_y": nlq_y, "a": a, "shifted": shifted,
            "lse_shifted": lse_shifted}
     loss = a
     if spec.smoothing:
         # Σ_k c_k (lse_shifted − shifted_k) as c·lse_shifted plus Σ_k c_k·(−shifted_k): both
         # parts are ≥ 0 (shifted ≤ 0), so nothing cancels.
-        if p.class_weights is None:
-            s = spec.num_classes * lse_shifted[:, 0] - jnp.sum(shifted, axis=-1)
-        else:
-            s = jnp.sum(p.class_weights) * lse_shifted[:, 0] - jnp.sum(
-                p.class_weights[None, :] * shifted, axis=-1
-            )
-        s = s / spec.num_classes
+        weight_total = spec.num_classes if p.class_weights is None else class_total
+        s = (weight_total * lse_shifted[:, 0] - total["smooth"]) / spec.num_classes
         eps = p.label_smoothing
         loss = (1 - eps) * a + eps * s
         out["s"] = s
@@ -133,7 +189,8 @@ def _chunk_grads(
     spec: _Spec,
     p: _Params,
     xc: jax.Array,
-    yc: jax.Array,
+    labels: _Labels,
+    class_total: jax.Array | None,
     gc: jax.Array,
     t: jax.Array | None,
     terms: dict[str, jax.Array],
@@ -143,24 +200,29 @@ def _chunk_grads(
 
     With q = softmax(z), ε the smoothing, c the class weights (S = Σ_k c_k) and ζ the z-loss,
     ∂ℓ/∂z_k = q_k·((1−ε)c_y + εS/V + 2ζ·lse) − (1−ε)c_y·[k = y] − ε c_k / V.
+    With the vocabulary split, every term is local to this device's classes k (S, V, c_y and
+    lse are global), and d inputs is this device's share of a sum over the vocabulary.
     """
     q = terms["q"]
     cw = p.class_weights
+    local_classes = p.weight.shape[0]
     eps = p.label_smoothing if spec.smoothing else 0
-    c_y = jnp.ones_like(gc) if cw is None else cw[yc]
+    c_y = jnp.ones_like(gc) if labels.weight is None else labels.weight
     coef = (1 - eps) * c_y
     if spec.smoothing:
-        total_c = spec.num_classes if cw is None else jnp.sum(cw)
+        total_c = spec.num_classes if cw is None else class_total
         coef = coef + eps * total_c / spec.num_classes
     if spec.use_z:
         coef = coef + 2 * p.z_loss * terms["lse"]
-    classes = lax.broadcasted_iota(yc.dtype, (1, spec.num_classes), 1)
-    # The one-hot term as a comparison: no (chunk, V) one-hot array is built.
+    position = labels.position
+    classes = lax.broadcasted_iota(position.dtype, (1, local_classes), 1)
+    # The one-hot term as a comparison: no (chunk, V) one-hot array is built. A position of
+    # −1 (the label is on another device) matches no class.
     dz = (gc * coef)[:, None] * q - jnp.where(
-        classes == yc[:, None], (gc * (1 - eps) * c_y)[:, None], 0
+        classes == position[:, None], (gc * (1 - eps) * c_y)[:, None], 0
     )
     if spec.smoothing:
-        per_class = jnp.ones((1, spec.num_classes), spec.dtype) if cw is None else cw[None, :]
+        per_class = jnp.ones((1, local_classes), spec.dtype) if cw is None else cw[None, :]
         dz = dz - (gc * eps / spec.num_classes)[:, None] * per_class
     # d/du of c·tanh(u/c) is 1 − tanh²(u/c).
     du = dz if t is None else dz * (1 - jnp.square(t))
@@ -177,9 +239,11 @@ def _chunk_grads(
     db = None if p.bias is None else jnp.sum(du, axis=0)
     dcw = None
     if cw is not None:
-        # ∂ℓ/∂c_k = (1−ε)·[k = y]·(−log q_y) + ε·(−log q_k)/V.
-        dcw = jnp.zeros((spec.num_classes,), spec.dtype).at[yc].add(
-            gc * (1 - eps) * terms["nlq_y"]
+        # ∂ℓ/∂c_k = (1−ε)·[k = y]·(−log q_y) + ε·(−log q_k)/V; the first term belongs to the
+        # device that owns the label (index 0 with a zero elsewhere: −1 would wrap around).
+        owns = position >= 0
+        dcw = jnp.zeros((local_classes,), spec.dtype).at[jnp.where(owns, position, 0)].add(
+            jnp.where(owns, gc * (1 - eps) * terms["nlq_y"], 0)
         )
         if spec.smoothing:
             nlq = terms["lse_shifted"] - terms["shifted"]
@@ -190,9 +254,12 @@ def _chunk_grads(
 def _zero_accumulators(spec: _Spec, p: _Params) -> tuple[jax.Array | None, ...]:
     """Zeros for the gradients summed over chunks: weight, bias, class weights (or None)."""
     v, d = p.weight.shape
-    db = None if p.bias is None else jnp.zeros((v,), spec.dtype)
-    dcw = None if p.class_weights is None else jnp.zeros((v,), spec.dtype)
-    return jnp.zeros((v, d), spec.dtype), db, dcw
+    # Inside shard_map the sums vary across devices as the weight does; a scan's carry must
+    # keep its type from one step to the next.
+    axes = varying_axes(p.weight)
+    db = None if p.bias is None else vary_over(axes, jnp.zeros((v,), spec.dtype))
+    dcw = None if p.class_weights is None else vary_over(axes, jnp.zeros((v,), spec.dtype))
+    return vary_over(axes, jnp.zeros((v, d), spec.dtype)), db, dcw
 
 
 def _accumulate(
@@ -201,18 +268,38 @@ def _accumulate(
     return tuple(None if acc is None else acc + g for acc, g in zip(carry, grads, strict=True))
 
 
+def _whole(spec: _Spec, cotangent: jax.Array) -> jax.Array:
+    """The cotangent of a loss that is replicated over the vocabulary axis, in full.
+
+    Without check_vma, shard_map hands each device a share of it (its transpose of psum is
+    psum), which is right for the gradients of replicated inputs (the hyperparameters, the
+    sample weights: their shares are summed later) but not for those of this device's slice
+    of the weight: summing the shares, a per-token vector, restores the whole cotangent.
+    """
+    if spec.axis_name is None or spec.tracked:
+        return cotangent
+    return lax.psum(cotangent, spec.axis_name)
+
+
 def _param_cotangents(
-    spec: _Spec, grads: tuple[jax.Array | None, ...], scale: jax.Array | float = 1
+    spec: _Spec,
+    grads: tuple[jax.Array | None, ...],
+    scale: jax.Array | float = 1,
+    hyper_scale: jax.Array | float = 1,
 ) -> _Params:
-    """The cotangent of the params from (dx, dw, db, dcw, deps, dzeta), scaled, in their dtypes."""
+    """The cotangent of the params from (dx, dw, db, dcw, deps, dzeta), in their dtypes.
+
+    The gradients of inputs, weight, bias and class weights are scaled by ``scale``, those of
+    the hyperparameters by ``hyper_scale`` (see _whole for when they differ).
+    """
     dx, dw, db, dcw, deps, dzeta = grads
     return _Params(
         inputs=(scale * dx).astype(spec.mm_dtype),
         weight=(scale * dw).astype(spec.mm_dtype),
         bias=None if db is None else (scale * db).astype(spec.mm_dtype),
         class_weights=None if dcw is None else (scale * dcw).astype(spec.dtype),
-        label_smoothing=(scale * deps).astype(spec.dtype),
-        z_loss=(scale * dzeta).astype(spec.dtype),
+        label_smoothing=(hyper_scale * deps).astype(spec.dtype),
+        z_loss=(hyper_scale * dzeta).astype(spec.dtype),
     )
 
 
@@ -230,7 +317,7 @@ def _fused_sum(spec: _Spec):
     """Σ_i r_i ℓ_i over the tokens that count, with gradients computed in the forward pass.
 
     ``r``, ``keep`` (the token counts) and ``valid`` (its label is usable) are flat over the
-    padded tokens; ``labels`` is chunked like ``p.inputs``.
+    padded tokens; ``labels`` is chunked like ``p.inputs``; ``class_total`` is Σ_k c_k.
     """
 
     def total(loss, r, keep, valid):
@@ -238,24 +325,24 @@ def _fused_sum(spec: _Spec):
         # Tokens that do not count (masked, ignored, padding) never reach the sum, even as NaN.
         return jnp.sum(jnp.where(keep, r * loss, 0)), jnp.where(keep, loss, 0)
 
-    def primal(p, r, labels, keep, valid):
+    def primal(p, r, labels, class_total, keep, valid):
         def step(_, chunk):
-            xc, yc = chunk
+            xc, lc = chunk
             z, _ = _logits(spec, p, xc)
-            return None, _terms(spec, p, z, yc)["loss"]
+            return None, _terms(spec, p, z, lc, class_total)["loss"]
 
         _, loss = lax.scan(step, None, (p.inputs, labels))
         return total(loss, r, keep, valid)[0]
 
-    def fwd(p, r, labels, keep, valid):
+    def fwd(p, r, labels, class_total, keep, valid):
         # Invalid labels give a NaN value but, as in the unfused loss, no gradient to the logits.
-        g = jnp.where(keep & valid, r, 0).reshape(labels.shape)
+        g = jnp.where(keep & valid, r, 0).reshape(labels.position.shape)
 
         def step(carry, chunk):
-            xc, yc, gc = chunk
+            xc, lc, gc = chunk
             z, t = _logits(spec, p, xc)
-            terms = _terms(spec, p, z, yc)
-            dx, dw, db, dcw = _chunk_grads(spec, p, xc, yc, gc, t, terms)
+            terms = _terms(spec, p, z, lc, class_total)
+            dx, dw, db, dcw = _chunk_grads(spec, p, xc, lc, class_total, gc, t, terms)
             carry = _accumulate(carry, dw, db, dcw)
             per_token = (terms["loss"], terms["lse"], terms["a"], terms.get("s", terms["a"]))
             return carry, (per_token, dx)
@@ -270,7 +357,8 @@ def _fused_sum(spec: _Spec):
     def bwd(residuals, ct):
         grads, kept_loss = residuals
         # The cotangent of a scalar only scales the gradients computed in the forward pass.
-        return _param_cotangents(spec, grads, ct), ct * kept_loss, None, None, None
+        params = _param_cotangents(spec, grads, _whole(spec, ct), ct)
+        return params, ct * kept_loss, None, None, None, None
 
     fused = jax.custom_vjp(primal)
     fused.defvjp(fwd, bwd)
@@ -280,39 +368,41 @@ def _fused_sum(spec: _Spec):
 def _per_token(spec: _Spec):
     """ℓ_i for every token; the backward pass recomputes the logits from the saved lse."""
 
-    def value(p, labels):
+    def value(p, labels, class_total):
         def step(_, chunk):
-            xc, yc = chunk
+            xc, lc = chunk
             z, _ = _logits(spec, p, xc)
-            terms = _terms(spec, p, z, yc)
+            terms = _terms(spec, p, z, lc, class_total)
             return None, (terms["loss"], terms["lse"], terms["a"], terms.get("s", terms["a"]))
 
         _, out = lax.scan(step, None, (p.inputs, labels))
         return out
 
-    def primal(p, labels):
-        return value(p, labels)[0].reshape(-1)
+    def primal(p, labels, class_total):
+        return value(p, labels, class_total)[0].reshape(-1)
 
-    def fwd(p, labels):
-        loss, lse, a, s = value(p, labels)
-        return loss.reshape(-1), (p, labels, lse, a, s)
+    def fwd(p, labels, class_total):
+        loss, lse, a, s = value(p, labels, class_total)
+        return loss.reshape(-1), (p, labels, class_total, lse, a, s)
 
     def bwd(residuals, g):
-        p, labels, lse, a, s = residuals
-        g = g.reshape(labels.shape)
+        p, labels, class_total, lse, a, s = residuals
+        g = g.reshape(labels.position.shape)
+        # Every global quantity is saved: this pass communicates nothing (but for _whole).
+        whole = _whole(spec, g)
 
         def step(carry, chunk):
-            xc, yc, gc, lse_c = chunk
+            xc, lc, gc, lse_c = chunk
             z, t = _logits(spec, p, xc)
-            terms = _terms(spec, p, z, yc, lse=lse_c)
-            dx, dw, db, dcw = _chunk_grads(spec, p, xc, yc, gc, t, terms)
+            terms = _terms(spec, p, z, lc, class_total, lse=lse_c)
+            dx, dw, db, dcw = _chunk_grads(spec, p, xc, lc, class_total, gc, t, terms)
             return _accumulate(carry, dw, db, dcw), dx
 
         (dw, db, dcw), dx = lax.scan(
-            step, _zero_accumulators(spec, p), (p.inputs, labels, g, lse)
+            step, _zero_accumulators(spec, p), (p.inputs, labels, whole, lse)
         )
         deps, dzeta = _hyper_grads(spec, g, lse, a, s)
-        return _param_cotangents(spec, (dx, dw, db, dcw, deps, dzeta)), None
+        return _param_cotangents(spec, (dx, dw, db, dcw, deps, dzeta)), None, None
 
     per_token = jax.custom_vjp(primal)
     per_token.defvjp(fwd, bwd)
@@ -348,6 +438,175 @@ def _same_dtype(name: str, x: jax.Array, inputs: jax.Array) -> None:
             f"{name} must have the dtype of inputs, {inputs.dtype}; received {x.dtype}. "
             f"Cast one of them, e.g. {name}.astype(inputs.dtype)."
         )
+
+
+def linear_loss(
+    inputs: ArrayLike,
+    weight: ArrayLike,
+    labels: ArrayLike,
+    *,
+    bias: ArrayLike | None,
+    class_weights: ArrayLike | None,
+    ignore_index: int,
+    label_smoothing: float | ArrayLike,
+    z_loss: float | ArrayLike,
+    logit_softcap: float | None,
+    chunk_size: int | None,
+    where: ArrayLike | None,
+    weights: ArrayLike | None,
+    reduction: str,
+    checks: bool,
+    axis_name: AxisName | None = None,
+) -> jax.Array:
+    """The fused loss; with ``axis_name``, ``weight`` (and bias, class weights) are this
+    device's rows of a vocabulary split over that mesh axis, inside ``jax.shard_map``."""
+    shards = 1
+    if axis_name is not None:
+        shards = shard_count(
+            axis_name, "vocab_parallel_linear_softmax_cross_entropy",
+            f"the rows of weight sharded over it (in_specs=P({axis_name!r}, None))",
+        )
+    inputs = _checks.as_floating("inputs", inputs)
+    weight = _checks.as_floating("weight", weight)
+    labels = _checks.as_index_labels("labels", labels)
+    if inputs.ndim == 0:
+        raise ValueError("inputs must have a feature axis (rank >= 1); received a scalar.")
+    dim = inputs.shape[-1]
+    if weight.ndim != 2 or weight.shape[1] != dim:
+        raise ValueError(
+            f"weight must have shape (V, {dim}), one row of size inputs.shape[-1] per class; "
+            f"received {weight.shape}."
+        )
+    _same_dtype("weight", weight, inputs)
+    local_classes = weight.shape[0]
+    num_classes = local_classes * shards
+    example_shape = inputs.shape[:-1]
+    if labels.shape != example_shape:
+        raise ValueError(
+            f"labels (integer class indices: the shape of inputs without its last axis) must "
+            f"have shape {example_shape} for inputs of shape {inputs.shape}; received "
+            f"{labels.shape}."
+        )
+    if bias is not None:
+        bias = _checks.as_floating("bias", bias)
+        _same_dtype("bias", bias, inputs)
+        if bias.shape != (local_classes,):
+            raise ValueError(
+                f"bias must have shape ({local_classes},), one entry per row of weight; "
+                f"received {bias.shape}."
+            )
+    softcap = _validate_softcap(logit_softcap)
+    chunk_size = _validate_chunk(chunk_size)
+    _checks.in_unit_interval("label_smoothing", label_smoothing)
+    _checks.nonnegative("z_loss", z_loss)
+    mask, sample_weights = prepare(where, weights, example_shape, reduction)
+    dtype = compute_dtype(inputs)
+    if class_weights is not None:
+        class_weights = _checks.as_floating("class_weights", class_weights)
+        if class_weights.shape != (local_classes,):
+            raise ValueError(
+                f"class_weights must have shape ({local_classes},), one weight per row of "
+                f"weight; received {class_weights.shape}."
+            )
+        class_weights = class_weights.astype(dtype)
+    smoothing = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
+    use_z = not (isinstance(z_loss, (int, float)) and z_loss == 0)
+    label_smoothing = jnp.asarray(_checks.hyperparameter(label_smoothing, dtype), dtype)
+    z_loss = jnp.asarray(_checks.hyperparameter(z_loss, dtype), dtype)
+    if axis_name is None:
+        # Each chunk's logits need every class: a vocabulary sharded over explicit mesh axes
+        # would fail deep inside, at the gather of the label's logit.
+        for name, array in (("weight", weight), ("bias", bias), ("class_weights", class_weights)):
+            if array is not None:
+                _checks.whole_class_axis(
+                    name, array, 0, "jaxloss.vocab_parallel_linear_softmax_cross_entropy"
+                )
+
+    # Masked tokens become zeros before the matmul: their NaN or inf never reaches a gradient.
+    inputs = sanitize(inputs, mask, 0, axis=-1)
+    labels = sanitize(labels, mask, 0)
+    valid = ((labels >= 0) & (labels < num_classes)) | (labels == ignore_index)
+    _checks.value_check(
+        checks, valid,
+        f"labels must be class indices in [0, {num_classes}) or ignore_index={ignore_index}",
+        labels,
+    )
+    keep = mask & (labels != ignore_index)
+    safe_labels = jnp.where(keep & valid, labels, 0).astype(jnp.int32)
+
+    tracked, local, replicated = True, frozenset(), frozenset()
+    if axis_name is None:
+        position = safe_labels
+        label_weights = None if class_weights is None else class_weights[safe_labels]
+        class_total = None if class_weights is None else jnp.sum(class_weights)
+    else:
+        # Device r holds classes [r·V, (r+1)·V): a label's row here is its index minus r·V.
+        position = safe_labels - lax.axis_index(axis_name).astype(jnp.int32) * local_classes
+        owned = (position >= 0) & (position < local_classes)
+        position = jnp.where(owned, position, -1)
+        label_weights = class_total = None
+        if class_weights is not None:
+            index = jnp.where(owned, position, 0)
+            # With an explicit batch axis outside the shard_map, a gather needs its sharding.
+            picked = class_weights.at[index].get(out_sharding=jax.typeof(index).sharding)
+            # The owner's class weight, shared with a psum of one number per token.
+            label_weights = lax.psum(jnp.where(owned, picked, 0), axis_name)
+            class_total = lax.psum(jnp.sum(class_weights), axis_name)
+        tracked = tracks_variance(axis_name)
+        # Under check_vma the custom_vjp's cotangents must have its inputs' types. The local
+        # gradients (inputs, weight, bias, class weights) vary over every axis, and marking
+        # inputs as varying over the vocabulary axis makes autodiff psum their gradient,
+        # which each device computes from its own classes; the hyperparameters and sample
+        # weights get gradients that are the same on every device of the vocabulary axis.
+        arrays = (position, inputs, weight, bias, class_weights, mask, sample_weights)
+        local = frozenset().union(*(varying_axes(a) for a in arrays if a is not None))
+        replicated = local - frozenset(axis_names(axis_name))
+
+    num_tokens = math.prod(example_shape)
+    chunk = chunk_size or _auto_chunk(num_tokens, local_classes)
+    n_chunks = math.ceil(num_tokens / chunk)
+    padding = n_chunks * chunk - num_tokens
+    spec = _Spec(chunk, num_classes, softcap, smoothing, use_z, dtype, inputs.dtype,
+                 axis_name, tracked)
+
+    def chunked(x: jax.Array, fill: Any) -> jax.Array:
+        # Padding tokens are zeros that do not count; they are sliced off the results.
+        x = x.reshape((num_tokens,) + x.shape[len(example_shape):])
+        x = jnp.pad(x, [(0, padding)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
+        return x.reshape((n_chunks, chunk) + x.shape[1:])
+
+    # On one device (and without check_vma) both sets of axes are empty: nothing is marked.
+    params = _Params(
+        vary_over(local, chunked(inputs, 0)), vary_over(local, weight), vary_over(local, bias),
+        vary_over(local, class_weights), vary_over(replicated, label_smoothing),
+        vary_over(replicated, z_loss),
+    )
+    chunk_labels = _Labels(
+        # Padding tokens hold no label: position −1 matches no class.
+        chunked(position, -1),
+        None if label_weights is None else chunked(label_weights, 0),
+    )
+
+    if reduction == "none":
+        loss = _per_token(spec)(params, chunk_labels, class_total)
+        loss = jnp.where(valid, loss[:num_tokens].reshape(example_shape), jnp.nan)
+        return finish(loss, keep, sample_weights, reduction)
+
+    w = jnp.ones(example_shape, dtype) if sample_weights is None else sample_weights.astype(dtype)
+    w = jnp.where(keep, w, 0)
+    if reduction == "mean":
+        d = w if label_weights is None else w * label_weights
+        count = jnp.sum(d)
+        # Nothing counts: every row factor is 0, so the mean is exactly 0 with zero gradient.
+        w = w / jnp.where(count == 0, 1, count)
+
+    def flat(x: jax.Array, fill: Any) -> jax.Array:
+        return chunked(x, fill).reshape(-1)
+
+    return _fused_sum(spec)(
+        params, vary_over(replicated, flat(w, 0)), chunk_labels, class_total,
+        flat(keep, False), flat(valid, True),
+    )
 
 
 @loss_function
@@ -447,97 +706,9 @@ def linear_softmax_cross_entropy(
       Gemma Team, "Gemma 2: Improving Open Language Models at a Practical Size", 2024
       (logit soft-capping).
     """
-    inputs = _checks.as_floating("inputs", inputs)
-    weight = _checks.as_floating("weight", weight)
-    labels = _checks.as_index_labels("labels", labels)
-    if inputs.ndim == 0:
-        raise ValueError("inputs must have a feature axis (rank >= 1); received a scalar.")
-    dim = inputs.shape[-1]
-    if weight.ndim != 2 or weight.shape[1] != dim:
-        raise ValueError(
-            f"weight must have shape (V, {dim}), one row of size inputs.shape[-1] per class; "
-            f"received {weight.shape}."
-        )
-    _same_dtype("weight", weight, inputs)
-    num_classes = weight.shape[0]
-    example_shape = inputs.shape[:-1]
-    if labels.shape != example_shape:
-        raise ValueError(
-            f"labels (integer class indices: the shape of inputs without its last axis) must "
-            f"have shape {example_shape} for inputs of shape {inputs.shape}; received "
-            f"{labels.shape}."
-        )
-    if bias is not None:
-        bias = _checks.as_floating("bias", bias)
-        _same_dtype("bias", bias, inputs)
-        if bias.shape != (num_classes,):
-            raise ValueError(
-                f"bias must have shape ({num_classes},), one entry per row of weight; "
-                f"received {bias.shape}."
-            )
-    softcap = _validate_softcap(logit_softcap)
-    chunk_size = _validate_chunk(chunk_size)
-    _checks.in_unit_interval("label_smoothing", label_smoothing)
-    _checks.nonnegative("z_loss", z_loss)
-    mask, sample_weights = prepare(where, weights, example_shape, reduction)
-    dtype = compute_dtype(inputs)
-    if class_weights is not None:
-        class_weights = _checks.as_floating("class_weights", class_weights)
-        if class_weights.shape != (num_classes,):
-            raise ValueError(
-                f"class_weights must have shape ({num_classes},), one weight per row of "
-                f"weight; received {class_weights.shape}."
-            )
-        class_weights = class_weights.astype(dtype)
-    smoothing = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
-    use_z = not (isinstance(z_loss, (int, float)) and z_loss == 0)
-    label_smoothing = jnp.asarray(_checks.hyperparameter(label_smoothing, dtype), dtype)
-    z_loss = jnp.asarray(_checks.hyperparameter(z_loss, dtype), dtype)
-
-    # Masked tokens become zeros before the matmul: their NaN or inf never reaches a gradient.
-    inputs = sanitize(inputs, mask, 0, axis=-1)
-    labels = sanitize(labels, mask, 0)
-    valid = ((labels >= 0) & (labels < num_classes)) | (labels == ignore_index)
-    _checks.value_check(
-        checks, valid,
-        f"labels must be class indices in [0, {num_classes}) or ignore_index={ignore_index}",
-        labels,
-    )
-    keep = mask & (labels != ignore_index)
-    safe_labels = jnp.where(keep & valid, labels, 0).astype(jnp.int32)
-
-    num_tokens = math.prod(example_shape)
-    chunk = chunk_size or _auto_chunk(num_tokens, num_classes)
-    n_chunks = math.ceil(num_tokens / chunk)
-    padding = n_chunks * chunk - num_tokens
-    spec = _Spec(chunk, num_classes, softcap, smoothing, use_z, dtype, inputs.dtype)
-
-    def chunked(x: jax.Array, fill: Any) -> jax.Array:
-        # Padding tokens are zeros that do not count; they are sliced off the results.
-        x = x.reshape((num_tokens,) + x.shape[len(example_shape):])
-        x = jnp.pad(x, [(0, padding)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
-        return x.reshape((n_chunks, chunk) + x.shape[1:])
-
-    params = _Params(
-        chunked(inputs, 0), weight, bias, class_weights, label_smoothing, z_loss
-    )
-    chunk_labels = chunked(safe_labels, 0)
-
-    if reduction == "none":
-        loss = _per_token(spec)(params, chunk_labels)[:num_tokens].reshape(example_shape)
-        loss = jnp.where(valid, loss, jnp.nan)
-        return finish(loss, keep, sample_weights, reduction)
-
-    w = jnp.ones(example_shape, dtype) if sample_weights is None else sample_weights.astype(dtype)
-    w = jnp.where(keep, w, 0)
-    if reduction == "mean":
-        d = w if class_weights is None else w * class_weights[safe_labels]
-        count = jnp.sum(d)
-        # Nothing counts: every row factor is 0, so the mean is exactly 0 with zero gradient.
-        w = w / jnp.where(count == 0, 1, count)
-    def flat(x: jax.Array, fill: Any) -> jax.Array:
-        return chunked(x, fill).reshape(-1)
-
-    return _fused_sum(spec)(
-        params, flat(w, 0), chunk_labels, flat(keep, False), flat(valid, True)
+    return linear_loss(
+        inputs, weight, labels, bias=bias, class_weights=class_weights,
+        ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss,
+        logit_softcap=logit_softcap, chunk_size=chunk_size, where=where, weights=weights,
+        reduction=reduction, checks=checks,
     )

@@ -14,7 +14,7 @@ from jaxloss._reduce import Prepared, finish
 def _correct(predictions, labels, axis, where, weights, reduction, checks):
     x = Prepared(
         "predictions", predictions, "labels", labels,
-        axis=axis, where=where, weights=weights, reduction=reduction,
+        axis=axis, where=where, weights=weights, reduction=reduction, gathers="never",
     )
     valid, labels = x.label_validity()
     if x.is_index:

@@ -1,9 +1,14 @@
-"""Losses over arrays sharded across devices: vocabulary-parallel cross-entropy for shard_map."""
+"""Losses over arrays sharded across devices: vocabulary-parallel cross-entropy for shard_map.
+
+``vocab_parallel_softmax_cross_entropy`` takes this device's slice of the logits;
+``vocab_parallel_linear_softmax_cross_entropy`` takes the hidden states and this device's rows
+of the output weight, and runs the chunked computation of ``_linear_cross_entropy`` with the
+sums over the vocabulary combined across devices.
+"""
 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,42 +16,9 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks
 from jaxloss._jit import loss_function
+from jaxloss._linear_cross_entropy import linear_loss
 from jaxloss._reduce import Prepared, finish
-
-AxisName = str | tuple[str, ...]
-
-
-def _shard_count(axis_name: Any) -> int:
-    """The number of vocabulary shards: the size of the bound mesh axis (or axes)."""
-    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise TypeError(
-            "axis_name must be a mesh axis name (a str) or a tuple of them; "
-            f"received {axis_name!r}."
-        )
-    try:
-        return jax.lax.axis_size(axis_name)
-    except NameError as e:
-        raise ValueError(
-            f"axis_name={axis_name!r} is not bound: call vocab_parallel_softmax_cross_entropy "
-            "inside jax.shard_map over a mesh with that axis, with the logits' last axis "
-            f"sharded over it (in_specs=P(..., {axis_name!r}))."
-        ) from e
-
-
-def _varying_axes(x: jax.Array) -> frozenset[str]:
-    """The manual mesh axes over which ``x`` differs between devices (empty without check_vma)."""
-    aval = jax.typeof(x)
-    mat = getattr(aval, "mat", None)
-    return frozenset(mat.varying) if mat is not None else frozenset(getattr(aval, "vma", ()))
-
-
-def _vary_over(axes: frozenset[str], x: jax.Array | None) -> jax.Array | None:
-    """Marks ``x`` as varying over ``axes``, so custom_vjp cotangents match the primal types."""
-    if x is None:
-        return None
-    missing = tuple(sorted(axes - _varying_axes(x)))
-    return jax.lax.pcast(x, missing, to="varying") if missing else x
+from jaxloss._shard_map import AxisName, shard_count, tracks_variance, vary_over, varying_axes
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -250,7 +222,10 @@ def vocab_parallel_softmax_cross_entropy(
       Müller, Kornblith and Hinton, "When does label smoothing help?", NeurIPS 2019.
       Chowdhery et al., "PaLM: Scaling Language Modeling with Pathways", 2022 (z-loss).
     """
-    shards = _shard_count(axis_name)
+    shards = shard_count(
+        axis_name, "vocab_parallel_softmax_cross_entropy",
+        f"the logits' last axis sharded over it (in_specs=P(..., {axis_name!r}))",
+    )
     x = Prepared(
         "logits", logits, "labels", labels,
         axis=-1, where=where, weights=weights, reduction=reduction,
@@ -273,14 +248,12 @@ def vocab_parallel_softmax_cross_entropy(
     smoothing = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
     mask = x.mask
     first = jax.lax.axis_index(axis_name) * local_classes
-    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
-    # axis_index always varies over its axis when shard_map tracks variance (check_vma=True).
-    tracked = set(names) <= _varying_axes(first)
+    tracked = tracks_variance(axis_name)
     # Every input of the custom_vjp must vary over the same mesh axes, or its per-device
     # cotangents would not match the primal types under check_vma.
     inputs = (first, x.predictions, x.labels, class_weights)
-    axes = frozenset().union(*(_varying_axes(a) for a in inputs if a is not None))
-    vary = functools.partial(_vary_over, axes)
+    axes = frozenset().union(*(varying_axes(a) for a in inputs if a is not None))
+    vary = functools.partial(vary_over, axes)
 
     if x.is_index:
         valid = (x.labels >= 0) & (x.labels < num_classes)
@@ -336,3 +309,120 @@ def vocab_parallel_softmax_cross_entropy(
         loss = loss + z_loss * jnp.square(terms["lse"])
     loss = jnp.where(valid, loss, jnp.nan)
     return finish(loss, mask, x.weights, reduction, denominators)
+
+
+@loss_function
+def vocab_parallel_linear_softmax_cross_entropy(
+    inputs: ArrayLike,
+    weight: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis_name: AxisName,
+    bias: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float | ArrayLike = 0.0,
+    z_loss: float | ArrayLike = 0.0,
+    logit_softcap: float | None = None,
+    chunk_size: int | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: str = "mean",
+    checks: bool = False,
+) -> jax.Array:
+    r"""Linear layer + softmax cross-entropy over a vocabulary sharded across devices, fused.
+
+    For ``jax.shard_map``: each device of the mesh axis ``axis_name`` holds a contiguous slice
+    of the rows of the output weight, device $r$ of $R$ the classes $[rV, (r+1)V)$ of
+    $C = RV$ (``in_specs=P(axis_name, None)`` on ``weight``, ``P(axis_name)`` on ``bias`` and
+    ``class_weights``), and the same tokens (``inputs`` and ``labels`` replicated over
+    ``axis_name``). The loss, value and gradients, is the one of
+    ``linear_softmax_cross_entropy`` with the full weight on one device: with logits
+    $z = x W^\top + b$ (soft-capped to $\kappa \tanh(z/\kappa)$ when ``logit_softcap``
+    $=\kappa$ is set),
+
+    $$
+    \ell = (1-\varepsilon)\, c_y\,\bigl(\mathrm{lse}(z) - z_y\bigr)
+         + \frac{\varepsilon}{C} \sum_k c_k \bigl(\mathrm{lse}(z) - z_k\bigr)
+         + \zeta\, \mathrm{lse}(z)^2,
+    $$
+
+    with the sums and the log-sum-exp over all $C$ classes. Neither the full logits nor this
+    device's $N \times V$ block are ever stored: tokens go through in chunks, as in
+    ``linear_softmax_cross_entropy``, and each chunk's per-token sums over the vocabulary
+    (the max, the sum of exponentials, the label's logit taken by the device that owns it,
+    the smoothing sums) are combined with one ``pmax`` and one ``psum`` of per-token numbers.
+    For ``"mean"`` and ``"sum"`` the gradients are computed in that same pass; for ``"none"``
+    the backward pass recomputes each device's logits from the saved global log-sum-exp,
+    without communication. The gradient with respect to ``inputs`` is each device's share of
+    a sum over the vocabulary, which autodiff adds up with one ``psum``; those of ``weight``,
+    ``bias`` and ``class_weights`` are local. Works with ``shard_map``'s ``check_vma`` on (the
+    default) or off, with gradients taken outside ``shard_map`` as a training step does.
+
+    The options are those of ``linear_softmax_cross_entropy``: labels are global class
+    indices in $[0, C)$; ``label_smoothing`` divides by the global $C$; the weighted mean is
+    torch's, $\sum_i s_i \ell_i / \sum_i s_i c_{y_i}$ over the tokens that count; a label
+    outside $[0, C)$ that is not ``ignore_index`` makes that token's loss NaN (reported
+    with ``checks=True`` under ``jax.experimental.checkify``); tokens masked by ``where`` are
+    zeroed before the matrix product, so NaN there reaches no value or gradient.
+
+    Reduction: over the tokens this device holds, as ``vocab_parallel_softmax_cross_entropy``.
+    With the tokens replicated over ``axis_name`` every device of the axis returns the same,
+    global value. When the tokens are also split over a data axis, the ``"mean"`` is that
+    shard's mean; for the global mean, ``psum`` the ``"sum"`` and the count over the data axis
+    (``docs/multi_device.md``).
+
+    Args:
+      inputs: hidden states, shape ``(..., D)``, floating; the same on every device of
+        ``axis_name``.
+      weight: this device's rows of the output projection, shape ``(V, D)``, the dtype of
+        ``inputs``.
+      labels: global class indices, shape ``inputs.shape[:-1]``.
+      axis_name: the ``shard_map`` mesh axis (or tuple of axes) that shards the vocabulary.
+      bias: this device's slice of the output bias, shape ``(V,)``, the dtype of ``inputs``.
+      class_weights: this device's slice of the class weights, shape ``(V,)``.
+      ignore_index: integer label whose tokens do not count.
+      label_smoothing: $\varepsilon \in [0, 1]$.
+      z_loss: $\zeta \ge 0$, the coefficient of the squared log-partition penalty.
+      logit_softcap: $\kappa > 0$, a Python number, or None for no soft-capping.
+      chunk_size: tokens per chunk, a Python int; by default chosen from ``V`` so that a
+        chunk holds about $2^{24}$ of this device's logits.
+      where: boolean mask broadcastable to ``inputs.shape[:-1]``; False tokens do not count.
+      weights: per-token sample weights, broadcastable to ``inputs.shape[:-1]``.
+      reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+      checks: report invalid labels under ``jax.experimental.checkify``.
+
+    Returns:
+      Shape ``inputs.shape[:-1]`` for ``"none"``, else a scalar; identical on every device of
+      ``axis_name``; float32 for half-precision and float32 inputs, float64 for float64.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from jax.sharding import NamedSharding, PartitionSpec as P
+      >>> import jaxloss
+      >>> mesh = jax.make_mesh((jax.device_count(),), ("vocab",))
+      >>> loss = jax.jit(jax.shard_map(
+      ...     lambda x, w, y: jaxloss.vocab_parallel_linear_softmax_cross_entropy(
+      ...         x, w, y, axis_name="vocab", chunk_size=2),
+      ...     mesh=mesh, in_specs=(P(), P("vocab", None), P()), out_specs=P()))
+      >>> inputs = jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+      >>> weight = jnp.tile(jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5], [0.5, 0.5]]),
+      ...                   (jax.device_count(), 1))  # 4 classes per device
+      >>> labels = jnp.array([0, 1, 3])
+      >>> value = loss(inputs, jax.device_put(weight, NamedSharding(mesh, P("vocab", None))),
+      ...              labels)
+      >>> bool(np.isclose(value, jaxloss.linear_softmax_cross_entropy(inputs, weight, labels)))
+      True
+
+    References:
+      Shoeybi et al., "Megatron-LM: Training Multi-Billion Parameter Language Models Using
+      Model Parallelism", 2019 (vocabulary-parallel cross-entropy).
+      Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models", 2024,
+      arXiv:2411.09009.
+    """
+    return linear_loss(
+        inputs, weight, labels, bias=bias, class_weights=class_weights,
+        ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss,
+        logit_softcap=logit_softcap, chunk_size=chunk_size, where=where, weights=weights,
+        reduction=reduction, checks=checks, axis_name=axis_name,
+    )

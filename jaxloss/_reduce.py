@@ -140,7 +140,12 @@ class Prepared:
         weights: ArrayLike | None,
         reduction: str,
         labels_form: str = "any",
+        gathers: str = "index",
     ) -> None:
+        """``gathers`` says for which labels the loss picks entries along the class axis:
+        ``"index"`` (the label's entry, for class indices), ``"always"`` or ``"never"``. For
+        those, a class axis sharded over explicit mesh axes raises a ValueError that says how
+        to reshard it, at trace time."""
         predictions = _checks.as_floating(pred_name, predictions)
         if labels_form == "index":
             labels, is_index = _checks.as_index_labels(labels_name, labels), True
@@ -153,6 +158,8 @@ class Prepared:
                 f"{pred_name} must have a class axis (rank >= 1); received a scalar."
             )
         ax = _checks.axis(axis, predictions.ndim, pred_name)
+        if gathers == "always" or (gathers == "index" and is_index):
+            _checks.whole_class_axis(pred_name, predictions, ax)
         _checks.label_shape(labels_name, labels, is_index, pred_name, predictions, ax)
         self.num_classes = predictions.shape[ax]
         self.example_shape = predictions.shape[:ax] + predictions.shape[ax + 1 :]

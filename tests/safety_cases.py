@@ -746,6 +746,41 @@ def _vocab_sharded(static, logits, labels, arrays):
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P())(logits, labels, arrays)
 
 
+def _linear_on_one_vocab_shard(logits, labels, **options):
+    """vocab_parallel_linear_softmax_cross_entropy inside jax.shard_map over a one-device
+    "vocab" axis, on inputs and a permutation weight whose product is ``logits`` (as in
+    _through_a_linear_layer).
+
+    The rows of the weight and the class weights are sharded over "vocab"; the inputs, the
+    labels and every per-example or scalar array are replicated.
+    """
+    logits = jnp.asarray(logits)
+    weight = jnp.roll(jnp.eye(logits.shape[-1], dtype=logits.dtype), 1, axis=1)
+    arrays = {k: v for k, v in options.items() if isinstance(v, (jax.Array, np.ndarray))}
+    static = tuple(sorted((k, v) for k, v in options.items() if k not in arrays))
+    return _linear_vocab_sharded(
+        static, jnp.roll(logits, 1, axis=-1), weight, jnp.asarray(labels), arrays
+    )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _linear_vocab_sharded(static, inputs, weight, labels, arrays):
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("vocab",))
+    specs = (
+        P(), P("vocab", None), P(),
+        {k: P("vocab") if k == "class_weights" else P() for k in arrays},
+    )
+
+    def local(x, w, y, a):
+        return jaxloss.vocab_parallel_linear_softmax_cross_entropy(
+            x, w, y, axis_name="vocab", **a, **dict(static)
+        )
+
+    return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P())(
+        inputs, weight, labels, arrays
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # The registry: one entry per public name of jaxloss.
 
@@ -824,6 +859,25 @@ _VOCAB_PARALLEL = dataclasses.replace(_VOCAB_PARALLEL, xfail=expected_failures(
     "vocab_parallel_softmax_cross_entropy", _VOCAB_PARALLEL, _FORWARD_MODE, ("jacfwd",)
 ))
 
+# The linear layer's entry, run through shard_map: the same cases and the same reasons.
+_VOCAB_PARALLEL_LINEAR = dataclasses.replace(
+    _LINEAR,
+    function=_linear_on_one_vocab_shard,
+    xfail={
+        **expected_failures(
+            "vocab_parallel_linear_softmax_cross_entropy", _LINEAR, _FORWARD_MODE, ("jacfwd",)
+        ),
+        **expected_failures(
+            "vocab_parallel_linear_softmax_cross_entropy", _LINEAR, _NEGINF_LOGIT,
+            ("value", "jit", "grad", "hessian", "vmap"), _NEGINF_EDGES, ("default",),
+        ),
+        **expected_failures(
+            "vocab_parallel_linear_softmax_cross_entropy", _LINEAR, _NEGINF_LOGIT,
+            ("value", "jit"), _NEGINF_EDGES, ("smoothed",),
+        ),
+    },
+)
+
 REGISTRY: dict[str, Entry] = {
     "accuracy": Entry(
         forms=(LOGITS_INDEX, LOGITS_DIST), differentiable=(0,), expect=_METRIC_EXPECT,
@@ -866,6 +920,7 @@ REGISTRY: dict[str, Entry] = {
     ),
     "squared_error": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
     "squared_hinge_loss": Entry(forms=(SIGNED,), differentiable=(0,), variants=_ARRAY_MARGIN),
+    "vocab_parallel_linear_softmax_cross_entropy": _VOCAB_PARALLEL_LINEAR,
     "vocab_parallel_softmax_cross_entropy": _VOCAB_PARALLEL,
     "absolute_error": Entry(forms=(REGRESSION,), differentiable=(0, 1)),
     "binary_cross_entropy": Entry(forms=(BINARY_PROBS,), differentiable=(0, 1)),

@@ -2,8 +2,9 @@
 
 The mesh has a "data" axis, which splits the batch, and a "model" axis, which splits the
 output layer along the vocabulary. The loss runs inside jax.shard_map, where each device holds
-its rows of the batch and its slice of the vocabulary, so the full logits never exist on any
-device; everything else is jax.jit on sharded arrays.
+its rows of the batch and its rows of the output layer; it computes their logits chunk by
+chunk, so the logits never exist whole on any device. Everything else is jax.jit on sharded
+arrays.
 
     python docs/examples/multi_device_training.py
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python docs/examples/multi_device_training.py
@@ -49,20 +50,22 @@ def init(key: jax.Array) -> dict[str, jax.Array]:
     k_hidden, k_out = jax.random.split(key)
     return {
         "hidden": jax.random.normal(k_hidden, (FEATURES, WIDTH), jnp.float32) / FEATURES**0.5,
-        "out": jax.random.normal(k_out, (WIDTH, VOCAB), jnp.float32) / WIDTH**0.5,
+        "out": jax.random.normal(k_out, (VOCAB, WIDTH), jnp.float32) / WIDTH**0.5,
     }
 
 
-# Where each parameter lives: the output layer is split along the vocabulary.
-PARAM_SPECS = {"hidden": P(), "out": P(None, "model")}
+# Where each parameter lives: the output layer (one row per token of the vocabulary) is
+# split along the vocabulary.
+PARAM_SPECS = {"hidden": P(), "out": P("model", None)}
 
 
-@jax.shard_map(in_specs=(P("data", None), P(None, "model"), P("data")), out_specs=P())
+@jax.shard_map(in_specs=(P("data", None), P("model", None), P("data")), out_specs=P())
 def vocab_parallel_loss(hidden: jax.Array, w_out: jax.Array, labels: jax.Array) -> jax.Array:
     """The global mean cross-entropy; runs once per device on its block of the problem."""
-    logits = hidden @ w_out  # this device's examples x this device's slice of the vocabulary
-    total = jaxloss.vocab_parallel_softmax_cross_entropy(
-        logits, labels, axis_name="model", ignore_index=IGNORE, reduction="sum"
+    # This device's examples against this device's rows of the output layer: the loss forms
+    # their logits a chunk of examples at a time.
+    total = jaxloss.vocab_parallel_linear_softmax_cross_entropy(
+        hidden, w_out, labels, axis_name="model", ignore_index=IGNORE, reduction="sum"
     )
     count = jnp.sum(labels != IGNORE, dtype=total.dtype)
     # The batch is split over "data": add up the sums and the counts of all its shards.
@@ -90,7 +93,7 @@ def train_step(params, opt_state, batch):
 @jax.jit
 def evaluate(params, batch):
     """Any jaxloss function works on batch-sharded arrays under jit, with global means."""
-    logits = features(params, batch["x"]) @ params["out"]  # sharded over ("data", "model")
+    logits = features(params, batch["x"]) @ params["out"].T  # sharded over ("data", "model")
     # A loss over classes needs each example's classes on one device: gather the vocabulary
     # (this all-gather of the logits is what vocab_parallel_loss avoids).
     logits = jax.sharding.reshard(logits, P("data", None))

@@ -109,6 +109,10 @@ CASES: dict[str, Callable[[np.random.Generator], Inputs] | str] = {
     "softmax_cross_entropy": _cross_entropy,
     "squared_error": lambda rng: ((_normal(rng, BATCH, 3), _normal(rng, BATCH, 3)), {}),
     "squared_hinge_loss": lambda rng: ((_normal(rng, BATCH, 3), _signs(rng)), {}),
+    "vocab_parallel_linear_softmax_cross_entropy": (
+        "shards the vocabulary inside shard_map: "
+        "tests/multidevice/test_vocab_parallel_linear.py"
+    ),
     "vocab_parallel_softmax_cross_entropy": (
         "shards the vocabulary inside shard_map: tests/multidevice/test_vocab_parallel.py"
     ),
@@ -242,3 +246,69 @@ def test_batch_sharded_equals_one_device(name, axis_type):
             if reduction == "none":
                 batch = NamedSharding(mesh, P("batch"))
                 assert out.sharding.is_equivalent_to(batch, out.ndim), out.sharding
+
+
+# Losses that pick each example's entry along the class axis (a gather), with their first
+# argument's name; softmax_focal_loss does so for target probabilities too.
+GATHERING = [
+    ("softmax_cross_entropy", "logits", False),
+    ("multiclass_hinge_loss", "scores", False),
+    ("softmax_focal_loss", "logits", True),
+]
+
+
+@needs_8_devices
+@pytest.mark.parametrize(("name", "argument", "targets"), GATHERING, ids=str)
+def test_a_sharded_class_axis_raises_an_error_that_says_how_to_reshard(name, argument, targets):
+    rng = np.random.default_rng(0)
+    logits = _normal(rng, BATCH, 8)
+    labels = rng.dirichlet(np.ones(8), BATCH).astype(np.float32) if targets else _index(rng)
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
+    sharded = jax.device_put(logits, NamedSharding(mesh, P("data", "model")))
+    placed_labels = jax.device_put(
+        labels, NamedSharding(mesh, P("data", "model") if targets else P("data"))
+    )
+    loss = getattr(jaxloss, name)
+    message = (
+        rf"{argument} must have its class axis \(axis 1\) whole on each device; received it "
+        r"sharded over the mesh axis 'model' \(sharding spec P\('data', 'model'\)\)"
+        rf".*jax\.sharding\.reshard\({argument}, P\('data', None\)\).*"
+        r"vocab_parallel_softmax_cross_entropy inside jax\.shard_map"
+    )
+    with pytest.raises(ValueError, match=message):
+        loss(sharded, placed_labels)
+    # What the message suggests works, and gives the one-device value.
+    with jax.set_mesh(mesh):
+        whole = jax.sharding.reshard(sharded, P("data", None))
+    np.testing.assert_allclose(loss(whole, placed_labels), loss(logits, labels), rtol=1e-6)
+
+
+@needs_8_devices
+def test_a_sharded_class_axis_is_fine_where_nothing_is_gathered():
+    """Accuracy, Brier score, and cross-entropy with target probabilities only reduce over the
+    class axis, which XLA does across its shards: they keep working."""
+    rng = np.random.default_rng(1)
+    logits, labels = _normal(rng, BATCH, 8), _index(rng)
+    targets = rng.dirichlet(np.ones(8), BATCH).astype(np.float32)
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
+    classes, rows = NamedSharding(mesh, P("data", "model")), NamedSharding(mesh, P("data"))
+    for loss, args in ((jaxloss.accuracy, (logits, labels)),
+                       (jaxloss.brier_score, (np.asarray(jax.nn.softmax(logits)), labels)),
+                       (jaxloss.softmax_cross_entropy, (logits, targets))):
+        placed = [jax.device_put(a, classes if a.ndim == 2 else rows) for a in args]
+        np.testing.assert_allclose(loss(*placed), loss(*args), rtol=1e-6, err_msg=loss.__name__)
+
+
+@needs_8_devices
+def test_linear_cross_entropy_on_a_vocabulary_sharded_weight_says_what_to_use():
+    rng = np.random.default_rng(2)
+    inputs, labels = _normal(rng, BATCH, 4), _index(rng)
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
+    weight = jax.device_put(_normal(rng, 8, 4), NamedSharding(mesh, P("model", None)))
+    message = (
+        r"weight must have its class axis \(axis 0\) whole on each device; received it sharded "
+        r"over the mesh axis 'model' .*jax\.sharding\.reshard\(weight, P\(None, None\)\).*"
+        r"use jaxloss\.vocab_parallel_linear_softmax_cross_entropy inside jax\.shard_map"
+    )
+    with pytest.raises(ValueError, match=message):
+        jaxloss.linear_softmax_cross_entropy(inputs, weight, labels)
