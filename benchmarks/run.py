@@ -4,7 +4,8 @@ For each loss that has an optax or torch equivalent, at sizes that matter, in fl
 bfloat16, this measures jitted ``value_and_grad`` with respect to the predictions:
 
 - run time: warm-up, then repeats with the implementations alternated (A B C, B C A, ...)
-  so that drift on a shared machine falls on every side alike; median, min and max;
+  so that drift on a shared machine falls on every side alike; median, min and max of the
+  time per call, each sample averaging enough back-to-back calls to last about 50 ms;
 - compile time, separately (``lower`` + ``compile``);
 - XLA's temporary memory (``compiled.memory_analysis().temp_size_in_bytes``);
 - a roofline: the bytes the loss must move (read the inputs once, write the gradient once)
@@ -193,7 +194,9 @@ def _torch_runner(fn, x_np, y_np, dtype):
     return run
 
 
-def measure(case: Case, size, dtype: str, repeats: int, rng) -> dict[str, Any]:
+def measure(
+    case: Case, size, dtype: str, repeats: int, rng, min_sample_s: float = 0.05
+) -> dict[str, Any]:
     """Times every implementation of one case at one size and dtype, alternated."""
     x_np, y_np = make_inputs(case.kind, size, rng)
     jdtype = jnp.dtype(dtype)
@@ -208,22 +211,33 @@ def measure(case: Case, size, dtype: str, repeats: int, rng) -> dict[str, Any]:
             runners["torch"] = _torch_runner(case.torch, x_np, y_np, dtype)
         except (RuntimeError, TypeError) as err:  # e.g. an op without a bfloat16 CPU kernel
             print(f"  torch skipped for {case.name} {size} {dtype}: {err}")
-    for run in runners.values():  # warm-up
+    once = {}
+    for impl, run in runners.items():  # warm-up, and a first estimate of the time per call
         run()
+        t0 = time.perf_counter()
+        run()
+        once[impl] = time.perf_counter() - t0
+    # Calls per sample: enough that the fastest implementation's sample lasts ~min_sample_s,
+    # so that millisecond calls are not at the mercy of one scheduler tick. Every
+    # implementation makes the same number of calls per sample.
+    number = max(1, min(100, round(min_sample_s / max(min(once.values()), 1e-6))))
     times: dict[str, list[float]] = {impl: [] for impl in runners}
     order = list(runners)
     for r in range(repeats):
         rotated = order[r % len(order):] + order[: r % len(order)]
         for impl in rotated:
+            run = runners[impl]
             t0 = time.perf_counter()
-            runners[impl]()
-            times[impl].append(time.perf_counter() - t0)
+            for _ in range(number):
+                run()
+            times[impl].append((time.perf_counter() - t0) / number)
     moved = x.nbytes + y.nbytes + x.nbytes  # read the inputs once, write the gradient once
     return {
         "loss": case.name,
         "size": list(size),
         "dtype": dtype,
         "bytes_moved": int(moved),
+        "calls_per_sample": number,
         "median_s": {k: statistics.median(v) for k, v in times.items()},
         "min_s": {k: min(v) for k, v in times.items()},
         "max_s": {k: max(v) for k, v in times.items()},
@@ -321,6 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
 
     repeats = args.repeats or (3 if args.quick else 15)
+    min_sample_s = 0.005 if args.quick else 0.05
     dtypes = args.dtype or ["float32", "bfloat16"]
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
@@ -345,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     rows = []
     for case, size, dtype in tqdm(plan, desc="benchmarks", disable=args.no_progress):
-        rows.append(measure(case, size, dtype, repeats, rng))
+        rows.append(measure(case, size, dtype, repeats, rng, min_sample_s))
     table = summarise(rows, bandwidth)
     machine = {
         "processor": platform.processor() or platform.machine(),
@@ -355,12 +370,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch": torch.__version__ if torch is not None else None,
         "copy_bandwidth_GBps": bandwidth / 1e9,
         "repeats": repeats,
+        "min_sample_s": min_sample_s,
     }
     header = (
         f"Machine: {machine['cpu_count']} CPU cores ({machine['processor']}), "
         f"jax {machine['jax']} on {machine['backend']}, torch {machine['torch']}; "
         f"copy bandwidth {machine['copy_bandwidth_GBps']:.1f} GB/s; "
-        f"{repeats} alternated repeats per implementation.\n\n"
+        f"{repeats} alternated repeats per implementation, each sample about "
+        f"{min_sample_s * 1e3:.0f} ms or more of back-to-back calls.\n\n"
         "Ratios below 1 mean jaxloss is faster (jaxloss/optax, jaxloss/torch); "
         "roofline/jaxloss is the fraction of the bandwidth bound reached.\n\n"
     )

@@ -94,10 +94,17 @@ def _positive(name: str, value: object) -> None:
         raise ValueError(f"{name} must be > 0; received {value}.")
 
 
+@jax.custom_jvp
 def _abs(error: jax.Array) -> jax.Array:
-    """|e| with gradient sign(e), which is 0 at e = 0 (jnp.abs has gradient 1 there)."""
-    # 0 is the subgradient torch's l1_loss uses, and the symmetric choice.
-    return error * jax.lax.stop_gradient(jnp.sign(error))
+    """|e| with derivative sign(e), which is 0 at e = 0 (jnp.abs has derivative 1 there)."""
+    return jnp.abs(error)
+
+
+# 0 is the subgradient torch's l1_loss uses, and the symmetric choice. Written as a rule
+# rather than e·stop_gradient(sign(e)), XLA computes the sign once, in the backward pass.
+_abs.defjvp(lambda primals, tangents: (
+    _abs(primals[0]), jnp.sign(primals[0]) * tangents[0]
+))
 
 
 @loss_function
@@ -147,11 +154,12 @@ def absolute_error(
 
 @jax.custom_jvp
 def _huber(error: jax.Array, delta: jax.Array | float) -> jax.Array:
-    """Huber's ρ_δ(e): ½e² for |e| ≤ δ, δ(|e| − ½δ) beyond, without branches."""
+    """Huber's ρ_δ(e): ½e² for |e| ≤ δ, δ(|e| − ½δ) beyond."""
     abs_error = jnp.abs(error)
-    # Splitting |e| into its part inside [0, δ] and the rest keeps one smooth expression.
-    inside = jnp.minimum(abs_error, delta)
-    return 0.5 * jnp.square(inside) + delta * (abs_error - inside)
+    # A select rather than min(|e|, δ): XLA's CPU reductions take it without storing δ
+    # broadcast to the errors' shape. The rule below gives the derivatives, so neither
+    # branch's gradient passes through the select.
+    return jnp.where(abs_error <= delta, 0.5 * jnp.square(error), delta * (abs_error - 0.5 * delta))
 
 
 def _huber_jvp(primals, tangents):
