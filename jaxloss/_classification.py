@@ -400,6 +400,14 @@ def _softplus_pair(x: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
     return _times(a, jnp.maximum(-x, 0) + shared) + _times(b, jnp.maximum(x, 0) + shared)
 
 
+def _sigmoid(x: jax.Array) -> jax.Array:
+    """σ(x) from e^{−|x|}, the exponential that _softplus_pair's value already computes."""
+    e = jnp.exp(-jnp.abs(x))
+    # Both branches are ≤ 1 and never overflow. At x = 0, jnp.abs has derivative 1 and the
+    # x ≥ 0 branch is taken, so the derivative there is σ'(0) = ¼, as it must be.
+    return jnp.where(x >= 0, 1, e) / (1 + e)
+
+
 def _times(coefficient: jax.Array, value: jax.Array) -> jax.Array:
     """coefficient·value, with 0·inf = 0: a term with a zero coefficient is not there."""
     # The double where keeps the inf out of the coefficient's gradient too.
@@ -416,7 +424,7 @@ def _softplus_pair_jvp(primals, tangents):
     # |x|, whose kinks at 0 would give a second derivative of 0 there instead of σ'(0)·(a + b)
     # (Newton's method from zero weights starts exactly at x = 0).
     if not isinstance(dx, SymbolicZero):
-        d_value = d_value + ((a + b) * jax.nn.sigmoid(x) - a) * dx
+        d_value = d_value + ((a + b) * _sigmoid(x) - a) * dx
     # ∂/∂a = softplus(−x) and ∂/∂b = softplus(x), 0 where the term is absent, as in the value.
     if not isinstance(da, SymbolicZero):
         absent = (a == 0) & (x == -jnp.inf)
