@@ -9,7 +9,8 @@ bfloat16, this measures jitted ``value_and_grad`` with respect to the prediction
 - compile time, separately (``lower`` + ``compile``);
 - XLA's temporary memory (``compiled.memory_analysis().temp_size_in_bytes``);
 - a roofline: the bytes the loss must move (read the inputs once, write the gradient once)
-  divided by this machine's measured copy bandwidth, the fastest time possible.
+  divided by this machine's copy bandwidth for that many bytes (measured per row, with
+  every core, warm: rows of a few MiB run from the caches), the fastest time possible.
 
 torch runs forward plus backward on the CPU with as many threads as XLA uses. Ratios are the
 headline (jaxloss/optax, jaxloss/torch, roofline/jaxloss), each from one run.
@@ -21,6 +22,7 @@ headline (jaxloss/optax, jaxloss/torch, roofline/jaxloss), each from one run.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -150,15 +152,27 @@ def make_inputs(kind: str, size: tuple[int, ...], rng: np.random.Generator):
 
 
 def copy_bandwidth(nbytes: int = 1 << 27, repeats: int = 7) -> float:
-    """This machine's memory copy bandwidth in bytes/s (read + write), the median of repeats."""
-    src = np.ones(nbytes // 4, dtype=np.float32)
+    """Memory copy bandwidth in bytes/s (read + write) for a buffer of ``nbytes``.
+
+    A copy of 4 MiB or more is split over one thread per core (numpy's copy releases the
+    GIL), as XLA's CPU backend uses every core; the median of back-to-back repeats, so a
+    buffer that fits in the caches is measured warm, as the losses are.
+    """
+    # Below a few MiB a thread hand-off costs more than the copy: copy in this thread.
+    threads = (os.cpu_count() or 1) if nbytes >= 1 << 22 else 1
+    src = np.ones(max(nbytes // 4, threads), dtype=np.float32)
     dst = np.empty_like(src)
+    parts = list(zip(np.array_split(dst, threads), np.array_split(src, threads), strict=True))
     times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        times.append(time.perf_counter() - t0)
-    return 2 * nbytes / statistics.median(times)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for _ in range(repeats + 1):  # the first copy touches the pages; it is not timed
+            t0 = time.perf_counter()
+            if threads == 1:
+                np.copyto(dst, src)
+            else:
+                list(pool.map(lambda d_s: np.copyto(*d_s), parts))
+            times.append(time.perf_counter() - t0)
+    return 2 * src.nbytes / statistics.median(times[1:])
 
 
 def _jax_runner(fn, x, y):
@@ -232,11 +246,15 @@ def measure(
                 run()
             times[impl].append((time.perf_counter() - t0) / number)
     moved = x.nbytes + y.nbytes + x.nbytes  # read the inputs once, write the gradient once
+    # The bound for this row: a copy that moves as many bytes, read and written, in the same
+    # cache regime (an input of a few MiB stays in cache between back-to-back calls).
+    bandwidth = copy_bandwidth(moved // 2)
     return {
         "loss": case.name,
         "size": list(size),
         "dtype": dtype,
         "bytes_moved": int(moved),
+        "copy_bandwidth_Bps": bandwidth,
         "calls_per_sample": number,
         "median_s": {k: statistics.median(v) for k, v in times.items()},
         "min_s": {k: min(v) for k, v in times.items()},
@@ -250,7 +268,7 @@ def _ratio(a, b):
     return None if a is None or b is None else a / b
 
 
-def summarise(rows: list[dict[str, Any]], bandwidth: float) -> str:
+def summarise(rows: list[dict[str, Any]]) -> str:
     """The markdown table: ratios first, then the medians they come from."""
     header = [
         "loss", "size", "dtype", "jaxloss/optax", "jaxloss/torch", "roofline/jaxloss",
@@ -264,7 +282,7 @@ def summarise(rows: list[dict[str, Any]], bandwidth: float) -> str:
 
     for row in rows:
         med = row["median_s"]
-        roof = row["bytes_moved"] / bandwidth
+        roof = row["bytes_moved"] / row["copy_bandwidth_Bps"]
         row["roofline_s"] = roof
         row["ratios"] = {
             "jaxloss/optax": _ratio(med.get("jaxloss"), med.get("optax")),
@@ -361,7 +379,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     for case, size, dtype in tqdm(plan, desc="benchmarks", disable=args.no_progress):
         rows.append(measure(case, size, dtype, repeats, rng, min_sample_s))
-    table = summarise(rows, bandwidth)
+    table = summarise(rows)
     machine = {
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -375,7 +393,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     header = (
         f"Machine: {machine['cpu_count']} CPU cores ({machine['processor']}), "
         f"jax {machine['jax']} on {machine['backend']}, torch {machine['torch']}; "
-        f"copy bandwidth {machine['copy_bandwidth_GBps']:.1f} GB/s; "
+        f"copy bandwidth {machine['copy_bandwidth_GBps']:.1f} GB/s for 128 MiB (each row's "
+        "roofline uses the bandwidth measured for its own byte count); "
         f"{repeats} alternated repeats per implementation, each sample about "
         f"{min_sample_s * 1e3:.0f} ms or more of back-to-back calls.\n\n"
         "Ratios below 1 mean jaxloss is faster (jaxloss/optax, jaxloss/torch); "
