@@ -28,6 +28,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -175,6 +176,20 @@ def copy_bandwidth(nbytes: int = 1 << 27, repeats: int = 7) -> float:
     return 2 * src.nbytes / statistics.median(times[1:])
 
 
+def program_text(compiled) -> str:
+    """The compiled XLA program without names, source locations and metadata.
+
+    Two implementations with the same text run the same machine code, so any difference in
+    their times is measurement noise: a calibration of the table's ratios.
+    """
+    text = compiled.as_text()
+    if "StackFrames" in text:  # the debug tables that precede the computations
+        text = text[text.index("\n\n", text.index("StackFrames")):]
+    text = re.sub(r", metadata=\{[^}]*\}", "", text)
+    text = re.sub(r"%[\w.\-]+", "%v", text)
+    return "\n".join(line for line in text.splitlines() if line.strip())
+
+
 def _jax_runner(fn, x, y):
     value_and_grad = jax.jit(jax.value_and_grad(fn))
     t0 = time.perf_counter()
@@ -186,7 +201,7 @@ def _jax_runner(fn, x, y):
     def run():
         jax.block_until_ready(compiled(x, y))
 
-    return run, compile_s, temp
+    return run, compile_s, temp, program_text(compiled)
 
 
 def _torch_runner(fn, x_np, y_np, dtype):
@@ -216,10 +231,10 @@ def measure(
     jdtype = jnp.dtype(dtype)
     x = jnp.asarray(x_np, dtype=jdtype)
     y = jnp.asarray(y_np, dtype=jdtype) if y_np.dtype.kind == "f" else jnp.asarray(y_np)
-    runners, compile_s, temp = {}, {}, {}
+    runners, compile_s, temp, programs = {}, {}, {}, {}
     for impl, fn in (("jaxloss", case.jaxloss), ("optax", case.optax)):
         if fn is not None:
-            runners[impl], compile_s[impl], temp[impl] = _jax_runner(fn, x, y)
+            runners[impl], compile_s[impl], temp[impl], programs[impl] = _jax_runner(fn, x, y)
     if case.torch is not None:
         try:
             runners["torch"] = _torch_runner(case.torch, x_np, y_np, dtype)
@@ -261,6 +276,9 @@ def measure(
         "max_s": {k: max(v) for k, v in times.items()},
         "compile_s": compile_s,
         "temp_bytes": temp,
+        "same_program_as_optax": (
+            programs["jaxloss"] == programs["optax"] if "optax" in programs else None
+        ),
     }
 
 
@@ -273,7 +291,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     header = [
         "loss", "size", "dtype", "jaxloss/optax", "jaxloss/torch", "roofline/jaxloss",
         "jaxloss median (ms)", "optax median (ms)", "torch median (ms)",
-        "compile jaxloss/optax (s)", "XLA temp jaxloss/optax (MiB)",
+        "compile jaxloss/optax (s)", "XLA temp jaxloss/optax (MiB)", "same program as optax",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
@@ -301,6 +319,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
             fmt(med.get("torch") and med["torch"] * 1e3, ".3g"),
             f"{fmt(comp.get('jaxloss'), '.2f')} / {fmt(comp.get('optax'), '.2f')}",
             f"{fmt(mib[0], '.1f')} / {fmt(mib[1], '.1f')}",
+            {True: "yes", False: "no", None: "–"}[row["same_program_as_optax"]],
         ]) + " |")
     return "\n".join(lines)
 
