@@ -276,7 +276,9 @@ def gallery_page() -> str:
 
 
 def benchmarks_page() -> str | None:
-    """A page of ``benchmarks/results/`` (its markdown tables and figures), if any exist."""
+    """The Benchmarks page: ``benchmarks/README.md`` (how to run and read the benchmarks,
+    and why jaxloss is slower where it is), then the tables and figures of
+    ``benchmarks/results/``, if any exist."""
     if not BENCHMARKS.is_dir():
         return None
     tables = sorted(BENCHMARKS.glob("*.md"))
@@ -290,6 +292,11 @@ def benchmarks_page() -> str | None:
         "from implementations timed side by side in one run, on the machine the tables name.",
         "",
     ]
+    readme = BENCHMARKS.parent / "README.md"
+    if readme.exists():
+        # The README's own title is the page's; its sections follow the introduction.
+        body = re.sub(r"\A# [^\n]*\n", "", readme.read_text())
+        lines += [body.strip(), "", "## Results", ""]
     for table in tables:
         text = re.sub(r"^(#{1,4}) ", lambda m: "#" * (len(m.group(1)) + 1) + " ",
                       table.read_text(), flags=re.M)
