@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import AxisType
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
@@ -232,9 +233,14 @@ def _chunk_grads(
     )
     # Summing over tokens that may be sharded (explicit axes): the result is laid out as the
     # weight is, which tells XLA to reduce across the token shards.
+    out_sharding = jax.typeof(p.weight).sharding
+    if not out_sharding.mesh.axis_names and not jax.sharding.get_abstract_mesh().empty:
+        # A weight placed without a mesh (a plain array under jax.set_mesh): its spec
+        # resolves against the mesh in context.
+        out_sharding = out_sharding.spec
     dw = lax.dot_general(
         du_mm, xc, (((0,), (0,)), ((), ())), preferred_element_type=spec.dtype,
-        out_sharding=jax.typeof(p.weight).sharding,
+        out_sharding=out_sharding,
     )
     db = None if p.bias is None else jnp.sum(du, axis=0)
     dcw = None
@@ -316,12 +322,12 @@ def _hyper_grads(
 def _fused_sum(spec: _Spec):
     """Σ_i r_i ℓ_i over the tokens that count, with gradients computed in the forward pass.
 
-    ``r``, ``keep`` (the token counts) and ``valid`` (its label is usable) are flat over the
-    padded tokens; ``labels`` is chunked like ``p.inputs``; ``class_total`` is Σ_k c_k.
+    ``r``, ``keep`` (the token counts), ``valid`` (its label is usable) and ``labels`` are
+    chunked like ``p.inputs``, shape (chunks, tokens per chunk); ``class_total`` is Σ_k c_k.
     """
 
     def total(loss, r, keep, valid):
-        loss = jnp.where(valid, loss.reshape(-1), jnp.nan)
+        loss = jnp.where(valid, loss, jnp.nan)
         # Tokens that do not count (masked, ignored, padding) never reach the sum, even as NaN.
         return jnp.sum(jnp.where(keep, r * loss, 0)), jnp.where(keep, loss, 0)
 
@@ -336,7 +342,7 @@ def _fused_sum(spec: _Spec):
 
     def fwd(p, r, labels, class_total, keep, valid):
         # Invalid labels give a NaN value but, as in the unfused loss, no gradient to the logits.
-        g = jnp.where(keep & valid, r, 0).reshape(labels.position.shape)
+        g = jnp.where(keep & valid, r, 0)
 
         def step(carry, chunk):
             xc, lc, gc = chunk
@@ -379,15 +385,14 @@ def _per_token(spec: _Spec):
         return out
 
     def primal(p, labels, class_total):
-        return value(p, labels, class_total)[0].reshape(-1)
+        return value(p, labels, class_total)[0]
 
     def fwd(p, labels, class_total):
         loss, lse, a, s = value(p, labels, class_total)
-        return loss.reshape(-1), (p, labels, class_total, lse, a, s)
+        return loss, (p, labels, class_total, lse, a, s)
 
     def bwd(residuals, g):
         p, labels, class_total, lse, a, s = residuals
-        g = g.reshape(labels.position.shape)
         # Every global quantity is saved: this pass communicates nothing (but for _whole).
         whole = _whole(spec, g)
 
@@ -407,6 +412,22 @@ def _per_token(spec: _Spec):
     per_token = jax.custom_vjp(primal)
     per_token.defvjp(fwd, bwd)
     return per_token
+
+
+def _token_shards(inputs: jax.Array, example_shape: tuple[int, ...]) -> int:
+    """Over how many devices the tokens are split: the explicit mesh axes of the leading
+    example axis (1 on one device, for automatic axes and inside shard_map's manual axes)."""
+    if not example_shape:
+        return 1
+    sharding = jax.typeof(inputs).sharding
+    spec = getattr(sharding, "spec", None)
+    if spec is None or len(spec) == 0 or spec[0] is None:
+        return 1
+    names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+    mesh = sharding.mesh
+    explicit = {n for n, t in zip(mesh.axis_names, mesh.axis_types, strict=True)
+                if t == AxisType.Explicit}
+    return math.prod(mesh.shape[n] for n in names if n in explicit)
 
 
 def _validate_softcap(value: Any) -> float | None:
@@ -563,17 +584,32 @@ def linear_loss(
         replicated = local - frozenset(axis_names(axis_name))
 
     num_tokens = math.prod(example_shape)
-    chunk = chunk_size or _auto_chunk(num_tokens, local_classes)
-    n_chunks = math.ceil(num_tokens / chunk)
-    padding = n_chunks * chunk - num_tokens
+    shards = _token_shards(inputs, example_shape)
+    per_shard = num_tokens // shards
+    chunk = chunk_size or _auto_chunk(per_shard, local_classes)
+    n_chunks = math.ceil(per_shard / chunk)
+    padding = n_chunks * chunk - per_shard
     spec = _Spec(chunk, num_classes, softcap, smoothing, use_z, dtype, inputs.dtype,
                  axis_name, tracked)
 
     def chunked(x: jax.Array, fill: Any) -> jax.Array:
-        # Padding tokens are zeros that do not count; they are sliced off the results.
-        x = x.reshape((num_tokens,) + x.shape[len(example_shape):])
-        x = jnp.pad(x, [(0, padding)] + [(0, 0)] * (x.ndim - 1), constant_values=fill)
-        return x.reshape((n_chunks, chunk) + x.shape[1:])
+        """(n_chunks, shards·chunk, ...): step j of the scan takes chunk j of every shard.
+
+        With the tokens split over S devices (explicit mesh axes), each device's tokens are
+        chunked where they are, so the scanned axis is never the sharded one; on one device
+        S = 1 and this is a plain split into chunks. Padding tokens are zeros that do not
+        count; they are sliced off the results.
+        """
+        rest = x.shape[len(example_shape):]
+        x = x.reshape((shards, per_shard) + rest)
+        x = jnp.pad(x, [(0, 0), (0, padding)] + [(0, 0)] * len(rest), constant_values=fill)
+        x = jnp.moveaxis(x.reshape((shards, n_chunks, chunk) + rest), 1, 0)
+        return x.reshape((n_chunks, shards * chunk) + rest)
+
+    def unchunked(x: jax.Array) -> jax.Array:
+        """The inverse of ``chunked`` for per-token results, without the padding."""
+        x = jnp.moveaxis(x.reshape((n_chunks, shards, chunk)), 0, 1)
+        return x.reshape((shards, n_chunks * chunk))[:, :per_shard].reshape(example_shape)
 
     # On one device (and without check_vma) both sets of axes are empty: nothing is marked.
     params = _Params(
@@ -589,7 +625,7 @@ def linear_loss(
 
     if reduction == "none":
         loss = _per_token(spec)(params, chunk_labels, class_total)
-        loss = jnp.where(valid, loss[:num_tokens].reshape(example_shape), jnp.nan)
+        loss = jnp.where(valid, unchunked(loss), jnp.nan)
         return finish(loss, keep, sample_weights, reduction)
 
     w = jnp.ones(example_shape, dtype) if sample_weights is None else sample_weights.astype(dtype)
@@ -600,12 +636,9 @@ def linear_loss(
         # Nothing counts: every row factor is 0, so the mean is exactly 0 with zero gradient.
         w = w / jnp.where(count == 0, 1, count)
 
-    def flat(x: jax.Array, fill: Any) -> jax.Array:
-        return chunked(x, fill).reshape(-1)
-
     return _fused_sum(spec)(
-        params, vary_over(replicated, flat(w, 0)), chunk_labels, class_total,
-        flat(keep, False), flat(valid, True),
+        params, vary_over(replicated, chunked(w, 0)), chunk_labels, class_total,
+        chunked(keep, False), chunked(valid, True),
     )
 
 
@@ -673,8 +706,9 @@ def linear_softmax_cross_entropy(
       label_smoothing: $\varepsilon \in [0, 1]$.
       z_loss: $\zeta \ge 0$, the coefficient of the squared log-partition penalty.
       logit_softcap: $\kappa > 0$, a Python number, or None for no soft-capping.
-      chunk_size: tokens per chunk, a Python int; by default chosen from ``V`` so that a
-        chunk holds about $2^{24}$ logits.
+      chunk_size: tokens per chunk on each device, a Python int; by default chosen from
+        ``V`` so that a chunk holds about $2^{24}$ logits. With ``inputs`` split along their
+        first axis over explicit mesh axes, each device chunks its own tokens.
       where: boolean mask broadcastable to ``inputs.shape[:-1]``; False tokens do not count.
       weights: per-token sample weights, broadcastable to ``inputs.shape[:-1]``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.

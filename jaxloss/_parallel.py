@@ -385,8 +385,8 @@ def vocab_parallel_linear_softmax_cross_entropy(
       label_smoothing: $\varepsilon \in [0, 1]$.
       z_loss: $\zeta \ge 0$, the coefficient of the squared log-partition penalty.
       logit_softcap: $\kappa > 0$, a Python number, or None for no soft-capping.
-      chunk_size: tokens per chunk, a Python int; by default chosen from ``V`` so that a
-        chunk holds about $2^{24}$ of this device's logits.
+      chunk_size: tokens per chunk on each device, a Python int; by default chosen from
+        ``V`` so that a chunk holds about $2^{24}$ of this device's logits.
       where: boolean mask broadcastable to ``inputs.shape[:-1]``; False tokens do not count.
       weights: per-token sample weights, broadcastable to ``inputs.shape[:-1]``.
       reduction: ``"none"``, ``"sum"`` or ``"mean"``.
