@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
@@ -62,6 +63,10 @@ class _Spec(NamedTuple):
     mm_dtype: Any  # the inputs' dtype, in which the gradient matmuls read their operands
     axis_name: AxisName | None = None  # the mesh axis that splits the vocabulary, if any
     tracked: bool = True  # whether shard_map tracks variance across devices (check_vma)
+    # The tokens' explicit mesh axes and the number of devices they are split over (1, ()
+    # when they are not): sums over tokens are kept per device until the scan ends.
+    token_shards: int = 1
+    token_axes: tuple[str, ...] = ()
 
 
 class _Params(NamedTuple):
@@ -231,41 +236,58 @@ def _chunk_grads(
     dx = lax.dot_general(
         du_mm, p.weight, (((1,), (0,)), ((), ())), preferred_element_type=spec.dtype
     )
-    # Summing over tokens that may be sharded (explicit axes): the result is laid out as the
-    # weight is, which tells XLA to reduce across the token shards.
-    out_sharding = jax.typeof(p.weight).sharding
-    if not out_sharding.mesh.axis_names and not jax.sharding.get_abstract_mesh().empty:
-        # A weight placed without a mesh (a plain array under jax.set_mesh): its spec
-        # resolves against the mesh in context.
-        out_sharding = out_sharding.spec
+    # Sums over tokens are kept per device, with a leading axis of the devices the tokens are
+    # split over: summing across devices in every chunk would all-reduce a (V, D) array per
+    # step; the scan's result is summed once (_merge_shards). On one device the axis is 1.
+    shards = spec.token_shards
+
+    def per_shard(x: jax.Array) -> jax.Array:
+        return x.reshape((shards, x.shape[0] // shards) + x.shape[1:])
+
     dw = lax.dot_general(
-        du_mm, xc, (((0,), (0,)), ((), ())), preferred_element_type=spec.dtype,
-        out_sharding=out_sharding,
+        per_shard(du_mm), per_shard(xc), (((1,), (1,)), ((0,), (0,))),
+        preferred_element_type=spec.dtype,
     )
-    db = None if p.bias is None else jnp.sum(du, axis=0)
+    db = None if p.bias is None else jnp.sum(per_shard(du), axis=1)
     dcw = None
     if cw is not None:
         # ∂ℓ/∂c_k = (1−ε)·[k = y]·(−log q_y) + ε·(−log q_k)/V; the first term belongs to the
-        # device that owns the label (index 0 with a zero elsewhere: −1 would wrap around).
-        owns = position >= 0
-        dcw = jnp.zeros((local_classes,), spec.dtype).at[jnp.where(owns, position, 0)].add(
-            jnp.where(owns, gc * (1 - eps) * terms["nlq_y"], 0)
+        # device that owns the label (position −1 elsewhere matches no class).
+        label_term = jnp.where(
+            classes == position[:, None], (gc * (1 - eps) * terms["nlq_y"])[:, None], 0
         )
+        dcw = jnp.sum(per_shard(label_term), axis=1)
         if spec.smoothing:
             nlq = terms["lse_shifted"] - terms["shifted"]
-            dcw = dcw + (eps / spec.num_classes) * (gc @ nlq)
+            dcw = dcw + (eps / spec.num_classes) * jnp.einsum(
+                "st,stv->sv", per_shard(gc), per_shard(nlq)
+            )
     return dx, dw, db, dcw
 
 
 def _zero_accumulators(spec: _Spec, p: _Params) -> tuple[jax.Array | None, ...]:
-    """Zeros for the gradients summed over chunks: weight, bias, class weights (or None)."""
+    """Zeros for the gradients summed over chunks, one per token shard: weight, bias, class
+    weights (or None)."""
     v, d = p.weight.shape
     # Inside shard_map the sums vary across devices as the weight does; a scan's carry must
     # keep its type from one step to the next.
     axes = varying_axes(p.weight)
-    db = None if p.bias is None else vary_over(axes, jnp.zeros((v,), spec.dtype))
-    dcw = None if p.class_weights is None else vary_over(axes, jnp.zeros((v,), spec.dtype))
-    return vary_over(axes, jnp.zeros((v, d), spec.dtype)), db, dcw
+
+    def zeros(*shape: int) -> jax.Array:
+        shape = (spec.token_shards,) + shape
+        if spec.token_shards == 1:
+            return vary_over(axes, jnp.zeros(shape, spec.dtype))
+        # Laid out as the per-shard partial sums are: one row per device of the token axes.
+        return vary_over(axes, jnp.zeros(shape, spec.dtype, out_sharding=P(spec.token_axes)))
+
+    db = None if p.bias is None else zeros(v)
+    dcw = None if p.class_weights is None else zeros(v)
+    return zeros(v, d), db, dcw
+
+
+def _merge_shards(sums: tuple[jax.Array | None, ...]) -> tuple[jax.Array | None, ...]:
+    """The per-token-shard sums of _zero_accumulators' layout, summed: one all-reduce each."""
+    return tuple(None if x is None else jnp.sum(x, axis=0) for x in sums)
 
 
 def _accumulate(
@@ -353,9 +375,10 @@ def _fused_sum(spec: _Spec):
             per_token = (terms["loss"], terms["lse"], terms["a"], terms.get("s", terms["a"]))
             return carry, (per_token, dx)
 
-        (dw, db, dcw), ((loss, lse, a, s), dx) = lax.scan(
+        sums, ((loss, lse, a, s), dx) = lax.scan(
             step, _zero_accumulators(spec, p), (p.inputs, labels, g)
         )
+        dw, db, dcw = _merge_shards(sums)
         value, kept_loss = total(loss, r, keep, valid)
         deps, dzeta = _hyper_grads(spec, g, lse, a, s)
         return value, ((dx, dw, db, dcw, deps, dzeta), kept_loss)
@@ -403,9 +426,10 @@ def _per_token(spec: _Spec):
             dx, dw, db, dcw = _chunk_grads(spec, p, xc, lc, class_total, gc, t, terms)
             return _accumulate(carry, dw, db, dcw), dx
 
-        (dw, db, dcw), dx = lax.scan(
+        sums, dx = lax.scan(
             step, _zero_accumulators(spec, p), (p.inputs, labels, whole, lse)
         )
+        dw, db, dcw = _merge_shards(sums)
         deps, dzeta = _hyper_grads(spec, g, lse, a, s)
         return _param_cotangents(spec, (dx, dw, db, dcw, deps, dzeta)), None, None
 
@@ -414,20 +438,24 @@ def _per_token(spec: _Spec):
     return per_token
 
 
-def _token_shards(inputs: jax.Array, example_shape: tuple[int, ...]) -> int:
-    """Over how many devices the tokens are split: the explicit mesh axes of the leading
-    example axis (1 on one device, for automatic axes and inside shard_map's manual axes)."""
+def _token_shards(
+    inputs: jax.Array, example_shape: tuple[int, ...]
+) -> tuple[int, tuple[str, ...]]:
+    """Over how many devices the tokens are split, and the mesh axes that split them: the
+    explicit axes of the leading example axis ((1, ()) on one device, for automatic axes and
+    for shard_map's manual axes)."""
     if not example_shape:
-        return 1
+        return 1, ()
     sharding = jax.typeof(inputs).sharding
     spec = getattr(sharding, "spec", None)
     if spec is None or len(spec) == 0 or spec[0] is None:
-        return 1
+        return 1, ()
     names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
     mesh = sharding.mesh
     explicit = {n for n, t in zip(mesh.axis_names, mesh.axis_types, strict=True)
                 if t == AxisType.Explicit}
-    return math.prod(mesh.shape[n] for n in names if n in explicit)
+    names = tuple(n for n in names if n in explicit)
+    return math.prod(mesh.shape[n] for n in names), names
 
 
 def _validate_softcap(value: Any) -> float | None:
@@ -584,13 +612,13 @@ def linear_loss(
         replicated = local - frozenset(axis_names(axis_name))
 
     num_tokens = math.prod(example_shape)
-    shards = _token_shards(inputs, example_shape)
+    shards, token_axes = _token_shards(inputs, example_shape)
     per_shard = num_tokens // shards
     chunk = chunk_size or _auto_chunk(per_shard, local_classes)
     n_chunks = math.ceil(per_shard / chunk)
     padding = n_chunks * chunk - per_shard
     spec = _Spec(chunk, num_classes, softcap, smoothing, use_z, dtype, inputs.dtype,
-                 axis_name, tracked)
+                 axis_name, tracked, shards, token_axes)
 
     def chunked(x: jax.Array, fill: Any) -> jax.Array:
         """(n_chunks, shards·chunk, ...): step j of the scan takes chunk j of every shard.

@@ -7,6 +7,7 @@ is the same loss on one device, itself tested against softmax_cross_entropy on t
 """
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -120,3 +121,28 @@ def test_vocab_parallel_inside_a_shard_map_over_the_vocabulary_only():
     np.testing.assert_allclose(value, expected[0], rtol=2e-5)
     np.testing.assert_allclose(d_x, expected[1][0], rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(d_w, expected[1][1], rtol=2e-5, atol=1e-6)
+
+
+def test_the_weight_gradient_is_summed_across_devices_once_not_per_chunk():
+    """Inside the scan (an HLO while loop) nothing is communicated; the weight gradient's
+    all-reduce happens once, after it."""
+    a = _problem(2, (64,))
+    mesh = jax.make_mesh((DEVICES,), ("data",), axis_types=(AxisType.Explicit,))
+
+    def loss(inputs, weight, labels):
+        return jaxloss.linear_softmax_cross_entropy(inputs, weight, labels, chunk_size=2)
+
+    with jax.set_mesh(mesh):
+        tokens = NamedSharding(mesh, P("data"))
+        args = (jax.device_put(np.nan_to_num(a["inputs"]), tokens), a["weight"],
+                jax.device_put(a["labels"], tokens))
+        text = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(*args).compile().as_text()
+    computations = re.split(r"\n(?=\S)", text)
+    bodies = {name for name in re.findall(r"while\(.*?body=(%[\w.\-]+)", text)}
+    assert bodies, "the chunks are not a loop: the test would check nothing"
+    for computation in computations:
+        name = computation.split(" ", 1)[0]
+        if name in bodies:
+            assert not re.search(r"all-reduce(?:-start)?\(", computation), computation[:2000]
+    # The weight gradient, (CLASSES, DIM), is all-reduced once outside the loop.
+    assert re.search(rf"f32\[{CLASSES},{DIM}\]\{{1,0\}} all-reduce(?:-start)?\(", text)
