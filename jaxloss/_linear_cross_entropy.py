@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import AxisType
+from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
@@ -66,7 +66,7 @@ class _Spec(NamedTuple):
     # The tokens' explicit mesh axes and the number of devices they are split over (1, ()
     # when they are not): sums over tokens are kept per device until the scan ends.
     token_shards: int = 1
-    token_axes: tuple[str, ...] = ()
+    token_sharding: Any = None  # a NamedSharding that splits a leading axis of that size
 
 
 class _Params(NamedTuple):
@@ -278,7 +278,7 @@ def _zero_accumulators(spec: _Spec, p: _Params) -> tuple[jax.Array | None, ...]:
         if spec.token_shards == 1:
             return vary_over(axes, jnp.zeros(shape, spec.dtype))
         # Laid out as the per-shard partial sums are: one row per device of the token axes.
-        return vary_over(axes, jnp.zeros(shape, spec.dtype, out_sharding=P(spec.token_axes)))
+        return vary_over(axes, jnp.zeros(shape, spec.dtype, out_sharding=spec.token_sharding))
 
     db = None if p.bias is None else zeros(v)
     dcw = None if p.class_weights is None else zeros(v)
@@ -438,24 +438,25 @@ def _per_token(spec: _Spec):
     return per_token
 
 
-def _token_shards(
-    inputs: jax.Array, example_shape: tuple[int, ...]
-) -> tuple[int, tuple[str, ...]]:
-    """Over how many devices the tokens are split, and the mesh axes that split them: the
-    explicit axes of the leading example axis ((1, ()) on one device, for automatic axes and
-    for shard_map's manual axes)."""
+def _token_shards(inputs: jax.Array, example_shape: tuple[int, ...]) -> tuple[int, Any]:
+    """Over how many devices the tokens are split, and a sharding that splits a leading axis
+    the same way: the explicit mesh axes of the leading example axis ((1, None) on one
+    device, for automatic axes and for shard_map's manual axes)."""
     if not example_shape:
-        return 1, ()
+        return 1, None
     sharding = jax.typeof(inputs).sharding
     spec = getattr(sharding, "spec", None)
     if spec is None or len(spec) == 0 or spec[0] is None:
-        return 1, ()
+        return 1, None
     names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
     mesh = sharding.mesh
     explicit = {n for n, t in zip(mesh.axis_names, mesh.axis_types, strict=True)
                 if t == AxisType.Explicit}
     names = tuple(n for n in names if n in explicit)
-    return math.prod(mesh.shape[n] for n in names), names
+    if not names:
+        return 1, None
+    # The mesh of the inputs' own type: no mesh needs to be set in context.
+    return math.prod(mesh.shape[n] for n in names), NamedSharding(mesh, P(names))
 
 
 def _validate_softcap(value: Any) -> float | None:
@@ -612,13 +613,13 @@ def linear_loss(
         replicated = local - frozenset(axis_names(axis_name))
 
     num_tokens = math.prod(example_shape)
-    shards, token_axes = _token_shards(inputs, example_shape)
+    shards, token_sharding = _token_shards(inputs, example_shape)
     per_shard = num_tokens // shards
     chunk = chunk_size or _auto_chunk(per_shard, local_classes)
     n_chunks = math.ceil(per_shard / chunk)
     padding = n_chunks * chunk - per_shard
     spec = _Spec(chunk, num_classes, softcap, smoothing, use_z, dtype, inputs.dtype,
-                 axis_name, tracked, shards, token_axes)
+                 axis_name, tracked, shards, token_sharding)
 
     def chunked(x: jax.Array, fill: Any) -> jax.Array:
         """(n_chunks, shards·chunk, ...): step j of the scan takes chunk j of every shard.
