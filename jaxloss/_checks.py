@@ -118,6 +118,19 @@ def label_shape(
         )
 
 
+def explicit_axes(x: jax.Array, ax: int) -> tuple[str, ...]:
+    """The explicit mesh axes that split axis ``ax`` of ``x`` (automatic and shard_map's
+    manual axes are not in its type, so they never count)."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is None or ax >= len(spec) or spec[ax] is None:
+        return ()
+    mesh = sharding.mesh
+    types = dict(zip(mesh.axis_names, mesh.axis_types, strict=True))
+    names = spec[ax] if isinstance(spec[ax], tuple) else (spec[ax],)
+    return tuple(n for n in names if types.get(n) == AxisType.Explicit)
+
+
 def whole_class_axis(
     name: str, x: jax.Array, ax: int,
     alternative: str = "jaxloss.vocab_parallel_softmax_cross_entropy",
@@ -129,15 +142,9 @@ def whole_class_axis(
     to the user; JAX would raise a ShardingTypeError from deep inside the loss. The error
     suggests ``alternative``, the loss that works on the sharded classes in ``shard_map``.
     """
-    sharding = getattr(jax.typeof(x), "sharding", None)
-    spec = getattr(sharding, "spec", None)
-    if spec is None or ax >= len(spec) or spec[ax] is None:
+    if not explicit_axes(x, ax):
         return
-    mesh = sharding.mesh
-    types = dict(zip(mesh.axis_names, mesh.axis_types, strict=True))
-    names = spec[ax] if isinstance(spec[ax], tuple) else (spec[ax],)
-    if not any(types.get(n) == AxisType.Explicit for n in names):
-        return
+    spec = jax.typeof(x).sharding.spec
     entries = list(spec) + [None] * (x.ndim - len(spec))
     entries[ax] = None
     replicated = "P(" + ", ".join(repr(e) for e in entries) + ")"

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import AxisType, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
@@ -442,19 +442,10 @@ def _token_shards(inputs: jax.Array, example_shape: tuple[int, ...]) -> tuple[in
     """Over how many devices the tokens are split, and a sharding that splits a leading axis
     the same way: the explicit mesh axes of the leading example axis ((1, None) on one
     device, for automatic axes and for shard_map's manual axes)."""
-    if not example_shape:
-        return 1, None
-    sharding = jax.typeof(inputs).sharding
-    spec = getattr(sharding, "spec", None)
-    if spec is None or len(spec) == 0 or spec[0] is None:
-        return 1, None
-    names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
-    mesh = sharding.mesh
-    explicit = {n for n, t in zip(mesh.axis_names, mesh.axis_types, strict=True)
-                if t == AxisType.Explicit}
-    names = tuple(n for n in names if n in explicit)
+    names = _checks.explicit_axes(inputs, 0) if example_shape else ()
     if not names:
         return 1, None
+    mesh = jax.typeof(inputs).sharding.mesh
     # The mesh of the inputs' own type: no mesh needs to be set in context.
     return math.prod(mesh.shape[n] for n in names), NamedSharding(mesh, P(names))
 
